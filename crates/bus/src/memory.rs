@@ -1,0 +1,350 @@
+//! The in-memory engine, herald's default.
+//!
+//! Each channel keeps a bounded ring of shared messages (by count, bytes and
+//! age) and a `watch` sender that wakes its subscribers. Ids are assigned
+//! under the channel's lock, so the ring is always in id order. A background
+//! sweeper drops expired messages and removes channels that have neither
+//! messages nor subscribers, so memory does not grow with dead channel names.
+//!
+//! Nothing here survives a restart: a new process has a new epoch, and the
+//! cursors of the old one resume with a gap.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{
+        Arc, Mutex, RwLock, Weak,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::future::{BoxFuture, FutureExt, ready};
+use tokio::sync::watch;
+
+use crate::{
+    ChannelInfo, ChannelName, Draft, Engine, Error, Health, Message, Page, Signal, Watch,
+    message::{first_id_now, now_millis},
+};
+
+/// History bounds, shared by every engine so that they behave alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Messages kept per channel. Default 100.
+    pub max_messages: usize,
+    /// Bytes kept per channel (data, event name and a fixed 64-byte
+    /// overhead per message). Default 1 MiB.
+    pub max_bytes: usize,
+    /// How long a message is kept. Default 10 minutes.
+    pub max_age: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_messages: 100,
+            max_bytes: 1024 * 1024,
+            max_age: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The in-memory engine. Cheap to clone; clones share the store.
+#[derive(Clone)]
+pub struct MemoryEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    epoch: u64,
+    config: Config,
+    channels: RwLock<HashMap<ChannelName, Arc<Channel>>>,
+    /// The highest id ever assigned on any channel. A new channel starts
+    /// above it, so a channel deleted and created again never reuses an id
+    /// that a client may still hold in a cursor.
+    floor: AtomicU64,
+}
+
+struct Channel {
+    history: Mutex<History>,
+    tx: watch::Sender<Signal>,
+}
+
+#[derive(Default)]
+struct History {
+    messages: VecDeque<Arc<Message>>,
+    bytes: usize,
+    /// Position before this channel's first id; 0 until the first publish.
+    origin: u64,
+    /// Newest id assigned; 0 until the first publish.
+    last: u64,
+}
+
+impl History {
+    fn oldest(&self) -> u64 {
+        self.messages.front().map_or(self.last + 1, |m| m.id)
+    }
+
+    fn prune(&mut self, config: &Config, now: u64) {
+        let min_time = now.saturating_sub(config.max_age.as_millis() as u64);
+        while let Some(front) = self.messages.front() {
+            let over = self.messages.len() > config.max_messages
+                || self.bytes > config.max_bytes
+                || front.time < min_time;
+            if !over {
+                break;
+            }
+            self.bytes -= front.size();
+            self.messages.pop_front();
+        }
+    }
+}
+
+impl MemoryEngine {
+    /// A new, empty store with a fresh random epoch. Starts the sweeper on
+    /// the current tokio runtime when there is one (it stops when the last
+    /// clone is dropped); without a runtime, expiry happens only on access.
+    pub fn new(config: Config) -> Self {
+        let inner = Arc::new(Inner {
+            epoch: rand::random::<u64>() >> 1,
+            config,
+            channels: RwLock::new(HashMap::new()),
+            floor: AtomicU64::new(0),
+        });
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let period = (inner.config.max_age / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+            handle.spawn(sweep(Arc::downgrade(&inner), period));
+        }
+        MemoryEngine { inner }
+    }
+
+    fn channel(&self, name: &ChannelName) -> Option<Arc<Channel>> {
+        let map = self.inner.channels.read().unwrap_or_else(|e| e.into_inner());
+        map.get(name).cloned()
+    }
+
+    /// Number of channels held in memory (with messages or subscribers).
+    pub fn channel_count(&self) -> usize {
+        self.inner.channels.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    fn publish_now(&self, drafts: Vec<Draft>) -> Vec<Arc<Message>> {
+        let now = now_millis();
+        let mut out = Vec::with_capacity(drafts.len());
+        // The map's write lock is held while appending so that the sweeper
+        // can never remove a channel between lookup and append.
+        let mut map = self.inner.channels.write().unwrap_or_else(|e| e.into_inner());
+        let mut touched: Vec<(Arc<Channel>, u64)> = Vec::new();
+        for draft in drafts {
+            let channel = map
+                .entry(draft.channel.clone())
+                .or_insert_with(|| Arc::new(Channel::new()))
+                .clone();
+            let mut h = channel.history.lock().unwrap_or_else(|e| e.into_inner());
+            let id = if h.last == 0 {
+                let first = first_id_now().max(self.inner.floor.load(Ordering::Relaxed) + 1);
+                h.origin = first - 1;
+                first
+            } else {
+                h.last + 1
+            };
+            h.last = id;
+            self.inner.floor.fetch_max(id, Ordering::Relaxed);
+            let message = Arc::new(Message::new(draft, id, now));
+            h.bytes += message.size();
+            h.messages.push_back(message.clone());
+            h.prune(&self.inner.config, now);
+            drop(h);
+            match touched.iter_mut().find(|(c, _)| Arc::ptr_eq(c, &channel)) {
+                Some(t) => t.1 = id,
+                None => touched.push((channel, id)),
+            }
+            out.push(message);
+        }
+        drop(map);
+        for (channel, last) in touched {
+            channel.tx.send_replace(Signal { last, gone: false });
+        }
+        out
+    }
+
+    fn read_now(&self, name: &ChannelName, after: u64, limit: usize) -> Page {
+        let Some(channel) = self.channel(name) else {
+            return Page { oldest: 1, ..Page::default() };
+        };
+        let mut h = channel.history.lock().unwrap_or_else(|e| e.into_inner());
+        h.prune(&self.inner.config, now_millis());
+        // Ids are consecutive in the ring, so the start index is arithmetic.
+        let oldest = h.oldest();
+        let skip = after.saturating_add(1).saturating_sub(oldest) as usize;
+        let messages = h.messages.iter().skip(skip).take(limit).cloned().collect();
+        Page { messages, origin: h.origin, oldest, last: h.last }
+    }
+}
+
+impl Channel {
+    fn new() -> Self {
+        Channel {
+            history: Mutex::new(History::default()),
+            tx: watch::Sender::new(Signal::default()),
+        }
+    }
+}
+
+impl Engine for MemoryEngine {
+    fn epoch(&self) -> u64 {
+        self.inner.epoch
+    }
+
+    fn publish(&self, drafts: Vec<Draft>) -> BoxFuture<'_, Result<Vec<Arc<Message>>, Error>> {
+        ready(Ok(self.publish_now(drafts))).boxed()
+    }
+
+    fn read<'a>(
+        &'a self,
+        channel: &'a ChannelName,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Page, Error>> {
+        ready(Ok(self.read_now(channel, after, limit))).boxed()
+    }
+
+    fn watch(&self, name: &ChannelName) -> Watch {
+        let mut map = self.inner.channels.write().unwrap_or_else(|e| e.into_inner());
+        let channel = map.entry(name.clone()).or_insert_with(|| Arc::new(Channel::new()));
+        Watch::new(channel.tx.subscribe(), None)
+    }
+
+    fn info<'a>(&'a self, name: &'a ChannelName) -> BoxFuture<'a, Result<ChannelInfo, Error>> {
+        let info = self.channel(name).map_or_else(ChannelInfo::default, |channel| {
+            let mut h = channel.history.lock().unwrap_or_else(|e| e.into_inner());
+            h.prune(&self.inner.config, now_millis());
+            ChannelInfo {
+                retained: h.messages.len(),
+                bytes: h.bytes,
+                first_id: h.messages.front().map(|m| m.id),
+                last_id: (h.last > 0).then_some(h.last),
+                subscribers: channel.tx.receiver_count(),
+            }
+        });
+        ready(Ok(info)).boxed()
+    }
+
+    fn delete<'a>(&'a self, name: &'a ChannelName) -> BoxFuture<'a, Result<bool, Error>> {
+        let removed = self
+            .inner
+            .channels
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        if let Some(channel) = &removed {
+            let last = channel.history.lock().unwrap_or_else(|e| e.into_inner()).last;
+            channel.tx.send_replace(Signal { last, gone: true });
+        }
+        ready(Ok(removed.is_some())).boxed()
+    }
+
+    fn health(&self) -> Health {
+        Health::Up
+    }
+}
+
+async fn sweep(inner: Weak<Inner>, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let now = now_millis();
+        let mut map = inner.channels.write().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, channel| {
+            let mut h = channel.history.lock().unwrap_or_else(|e| e.into_inner());
+            h.prune(&inner.config, now);
+            !h.messages.is_empty() || channel.tx.receiver_count() > 0
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Payload;
+
+    fn draft(channel: &str, data: &str) -> Draft {
+        Draft {
+            channel: ChannelName::new(channel).unwrap(),
+            event: None,
+            payload: Payload::text(data.to_string()).unwrap(),
+        }
+    }
+
+    fn engine(max_messages: usize, max_bytes: usize, max_age: Duration) -> MemoryEngine {
+        MemoryEngine::new(Config { max_messages, max_bytes, max_age })
+    }
+
+    #[tokio::test]
+    async fn ids_are_consecutive_and_history_is_bounded_by_count() {
+        let e = engine(3, 1 << 20, Duration::from_secs(60));
+        let c = ChannelName::new("c").unwrap();
+        let msgs = e.publish((0..5).map(|i| draft("c", &i.to_string())).collect()).await.unwrap();
+        for w in msgs.windows(2) {
+            assert_eq!(w[1].id, w[0].id + 1);
+        }
+        let page = e.read(&c, 0, 100).await.unwrap();
+        assert_eq!(page.messages.len(), 3);
+        assert_eq!(page.oldest, msgs[2].id);
+        assert_eq!(page.last, msgs[4].id);
+        assert_eq!(page.origin, msgs[0].id - 1);
+        let after = e.read(&c, msgs[3].id, 100).await.unwrap();
+        assert_eq!(after.messages.len(), 1);
+        assert_eq!(after.messages[0].id, msgs[4].id);
+    }
+
+    #[tokio::test]
+    async fn history_is_bounded_by_bytes() {
+        let e = engine(100, 3 * (64 + 10), Duration::from_secs(60));
+        let c = ChannelName::new("c").unwrap();
+        e.publish((0..5).map(|_| draft("c", "0123456789")).collect()).await.unwrap();
+        let info = e.info(&c).await.unwrap();
+        assert_eq!(info.retained, 3);
+        assert!(info.bytes <= 3 * 74);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn history_is_bounded_by_age_and_dead_channels_are_dropped() {
+        // Message times come from the wall clock, so this test waits for real.
+        let e = engine(100, 1 << 20, Duration::from_millis(200));
+        let c = ChannelName::new("c").unwrap();
+        e.publish(vec![draft("c", "x")]).await.unwrap();
+        assert_eq!(e.channel_count(), 1);
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(e.read(&c, 0, 10).await.unwrap().messages.len(), 0);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(e.channel_count(), 0, "sweeper drops channels with no messages and no watchers");
+    }
+
+    #[tokio::test]
+    async fn watched_channels_survive_the_sweeper_and_delete_closes_watches() {
+        let e = engine(100, 1 << 20, Duration::from_millis(100));
+        let c = ChannelName::new("c").unwrap();
+        let mut w = e.watch(&c);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(e.channel_count(), 1);
+        assert_eq!(e.info(&c).await.unwrap().subscribers, 1);
+        assert!(!w.mark_seen());
+        assert!(e.delete(&c).await.unwrap());
+        w.changed().await;
+        assert!(w.mark_seen(), "delete must tell the watcher the channel is gone");
+        drop(w);
+        assert!(!e.delete(&c).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_recreated_channel_never_reuses_ids() {
+        let e = engine(100, 1 << 20, Duration::from_secs(60));
+        let c = ChannelName::new("c").unwrap();
+        let first = e.publish(vec![draft("c", "a"), draft("c", "b")]).await.unwrap();
+        e.delete(&c).await.unwrap();
+        let again = e.publish(vec![draft("c", "c")]).await.unwrap();
+        assert!(again[0].id > first[1].id);
+    }
+}

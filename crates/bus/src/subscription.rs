@@ -1,0 +1,326 @@
+//! Reading channels from a position: gap detection, multi-channel merge and
+//! waiting for new messages. Written once, for every engine and transport.
+//!
+//! A subscriber is a list of positions (one per channel) plus, when it
+//! waits, one [`Watch`] per channel. It never owns a queue: each wake-up
+//! reads the shared history after its positions, so a slow subscriber costs
+//! its positions and nothing more, and one that fell behind the retained
+//! history is told so (a gap) and continues from the oldest retained message.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::future::{pending, select_all};
+
+use crate::{ChannelName, Cursor, Engine, Error, Message, Watch};
+
+/// Where a new subscription or read starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// Only messages published from now on.
+    Now,
+    /// The `n` most recent retained messages of each channel, then new ones.
+    Last(usize),
+    /// After a cursor's positions. Channels the cursor does not name start
+    /// now; a cursor of another epoch resumes from the oldest retained
+    /// message with a gap.
+    From(Cursor),
+}
+
+/// What one read produced.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Messages in per-channel id order, interleaved across channels by
+    /// publish time.
+    pub messages: Vec<Arc<Message>>,
+    /// Channels on which messages were missed (position older than the
+    /// retained history, or from another epoch).
+    pub gaps: Vec<ChannelName>,
+    /// Channels that were deleted; they are no longer part of the
+    /// subscription.
+    pub gone: Vec<ChannelName>,
+    /// Position after this batch, covering every channel read.
+    pub cursor: Cursor,
+}
+
+impl Batch {
+    /// True when there is nothing to tell the client.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty() && self.gaps.is_empty() && self.gone.is_empty()
+    }
+
+    /// True when messages were missed or a channel is gone.
+    pub fn has_gap(&self) -> bool {
+        !self.gaps.is_empty() || !self.gone.is_empty()
+    }
+}
+
+/// One channel's position.
+struct Slot {
+    channel: ChannelName,
+    /// Id of the last message seen, 0 for "before the channel's first".
+    pos: u64,
+    /// The position came from another epoch: report a gap at the next read.
+    stale: bool,
+    watch: Option<Watch>,
+}
+
+/// Positions in a set of channels, read together.
+pub(crate) struct Reader {
+    engine: Arc<dyn Engine>,
+    epoch: u64,
+    slots: Vec<Slot>,
+}
+
+struct SlotRead {
+    messages: Vec<Arc<Message>>,
+    gap: bool,
+    /// Where the slot stands if none of `messages` is delivered.
+    base: u64,
+}
+
+impl Reader {
+    pub(crate) fn new(engine: Arc<dyn Engine>) -> Self {
+        let epoch = engine.epoch();
+        Reader { engine, epoch, slots: Vec::new() }
+    }
+
+    /// Adds channels (ignoring ones already present) at `start`.
+    pub(crate) async fn add(
+        &mut self,
+        channels: &[ChannelName],
+        start: &Start,
+        watch: bool,
+    ) -> Result<(), Error> {
+        for channel in channels {
+            if self.slots.iter().any(|s| &s.channel == channel) {
+                continue;
+            }
+            // Register before resolving "now", so that nothing published in
+            // between can be missed.
+            let watch = watch.then(|| self.engine.watch(channel));
+            let (pos, stale) = match start {
+                Start::From(c) if c.epoch() != self.epoch => {
+                    (c.position(channel).map_or(0, |p| p.0), true)
+                }
+                Start::From(c) => match c.position(channel) {
+                    Some(p) => p,
+                    None => (self.now(channel).await?, false),
+                },
+                Start::Now => (self.now(channel).await?, false),
+                Start::Last(n) => {
+                    let page = self.engine.read(channel, 0, 0).await?;
+                    let back = page.last.saturating_sub(*n as u64);
+                    (back.max(page.oldest - 1).max(page.origin), false)
+                }
+            };
+            self.slots.push(Slot { channel: channel.clone(), pos, stale, watch });
+        }
+        Ok(())
+    }
+
+    async fn now(&self, channel: &ChannelName) -> Result<u64, Error> {
+        Ok(self.engine.read(channel, 0, 0).await?.last)
+    }
+
+    fn remove(&mut self, channels: &[ChannelName]) -> Vec<ChannelName> {
+        let mut removed = Vec::new();
+        self.slots.retain(|s| {
+            let keep = !channels.contains(&s.channel);
+            if !keep {
+                removed.push(s.channel.clone());
+            }
+            keep
+        });
+        removed
+    }
+
+    pub(crate) fn cursor(&self) -> Cursor {
+        let mut c = Cursor::new(self.epoch);
+        for s in &self.slots {
+            c.entries.push((s.channel.stable_hash(), s.pos, s.stale));
+        }
+        c
+    }
+
+    /// Reads up to `limit` messages after the current positions and advances
+    /// them. Positions change only once every engine read succeeded, so a
+    /// failed or cancelled read can simply be retried.
+    pub(crate) async fn read(&mut self, limit: usize) -> Result<(Vec<Arc<Message>>, Vec<ChannelName>), Error> {
+        let epoch = self.engine.epoch();
+        if epoch != self.epoch {
+            // The store lost its data (or is another store): every position
+            // is now meaningless.
+            self.epoch = epoch;
+            for s in &mut self.slots {
+                s.stale = true;
+            }
+        }
+        let mut reads = Vec::with_capacity(self.slots.len());
+        for slot in &self.slots {
+            reads.push(self.read_slot(slot, limit).await?);
+        }
+        let merged = merge(&reads, limit);
+        let mut gaps = Vec::new();
+        for (slot, read) in self.slots.iter_mut().zip(&reads) {
+            if read.gap {
+                gaps.push(slot.channel.clone());
+            }
+            slot.stale = false;
+            slot.pos = read.base;
+        }
+        for m in &merged {
+            if let Some(slot) = self.slots.iter_mut().find(|s| s.channel == m.channel) {
+                slot.pos = slot.pos.max(m.id);
+            }
+        }
+        Ok((merged, gaps))
+    }
+
+    async fn read_slot(&self, slot: &Slot, limit: usize) -> Result<SlotRead, Error> {
+        let after = if slot.stale { 0 } else { slot.pos };
+        let mut page = self.engine.read(&slot.channel, after, limit).await?;
+        if page.last == 0 {
+            // The channel has no messages and no id yet (never published,
+            // deleted or expired and dropped). Keep the position: if the
+            // channel comes back, its ids start above every earlier one and
+            // the jump is reported as a gap.
+            return Ok(SlotRead { messages: Vec::new(), gap: slot.stale, base: after });
+        }
+        let mut gap = slot.stale;
+        let mut from = if after == 0 { page.origin } else { after };
+        if from > page.last {
+            // A position this channel never reached: ids were reset under
+            // it. Deliver what is retained and say so.
+            gap = true;
+            from = page.origin;
+            page = self.engine.read(&slot.channel, 0, limit).await?;
+        }
+        if from + 1 < page.oldest {
+            gap = true;
+        }
+        Ok(SlotRead { messages: page.messages, gap, base: from.max(page.oldest - 1) })
+    }
+}
+
+/// Interleaves per-channel runs by publish time, keeping each channel's own
+/// order, and cuts at `limit`.
+fn merge(reads: &[SlotRead], limit: usize) -> Vec<Arc<Message>> {
+    if let [only] = reads {
+        let mut v = only.messages.clone();
+        v.truncate(limit);
+        return v;
+    }
+    let total = reads.iter().map(|r| r.messages.len()).sum::<usize>().min(limit);
+    let mut heads = vec![0usize; reads.len()];
+    let mut out = Vec::with_capacity(total);
+    while out.len() < total {
+        let next = (0..reads.len())
+            .filter(|&i| heads[i] < reads[i].messages.len())
+            .min_by_key(|&i| reads[i].messages[heads[i]].time);
+        let Some(i) = next else { break };
+        out.push(reads[i].messages[heads[i]].clone());
+        heads[i] += 1;
+    }
+    out
+}
+
+/// A live subscription: positions plus a watch on every channel.
+///
+/// Created by [`Bus::subscribe`](crate::Bus::subscribe). Dropping it
+/// unregisters from every channel.
+pub struct Subscription {
+    reader: Reader,
+    /// Channels found deleted, not yet reported (kept across a failed read).
+    gone: Vec<ChannelName>,
+}
+
+impl Subscription {
+    pub(crate) fn new(reader: Reader) -> Self {
+        Subscription { reader, gone: Vec::new() }
+    }
+
+    /// Waits until there is something to deliver (messages, a gap or a
+    /// deleted channel) and returns up to `limit` messages. Cancel-safe:
+    /// dropping the future loses nothing. Never fails: while the engine is
+    /// unavailable it retries with backoff, and delivery resumes from the
+    /// same positions once it is back. With no channels, it waits forever.
+    pub async fn next(&mut self, limit: usize) -> Batch {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.poll(limit).await {
+                Ok(batch) if !batch.is_empty() => return batch,
+                Ok(_) => self.wait().await,
+                Err(e) => {
+                    tracing::debug!(error = %e, "subscription read failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// Reads what is there now, without waiting (the batch may be empty).
+    /// Fails with [`Error::Unavailable`] when the engine cannot be read.
+    pub async fn poll(&mut self, limit: usize) -> Result<Batch, Error> {
+        let mut gone = Vec::new();
+        for s in &mut self.reader.slots {
+            if let Some(w) = &mut s.watch {
+                if w.mark_seen() {
+                    gone.push(s.channel.clone());
+                }
+            }
+        }
+        let removed = self.reader.remove(&gone);
+        self.gone.extend(removed);
+        let (messages, gaps) = self.reader.read(limit).await?;
+        Ok(Batch {
+            messages,
+            gaps,
+            gone: std::mem::take(&mut self.gone),
+            cursor: self.reader.cursor(),
+        })
+    }
+
+    async fn wait(&mut self) {
+        let mut watches: Vec<&mut Watch> =
+            self.reader.slots.iter_mut().filter_map(|s| s.watch.as_mut()).collect();
+        match watches.as_mut_slice() {
+            [] => pending().await,
+            [one] => one.changed().await,
+            many => {
+                select_all(many.iter_mut().map(|w| Box::pin(w.changed()))).await;
+            }
+        }
+    }
+
+    /// Adds channels at `start` (channels already subscribed keep their
+    /// position). Fails only if the engine cannot be read.
+    pub async fn add(&mut self, channels: &[ChannelName], start: &Start) -> Result<(), Error> {
+        self.reader.add(channels, start, true).await
+    }
+
+    /// Removes channels; answers the ones that were subscribed.
+    pub fn remove(&mut self, channels: &[ChannelName]) -> Vec<ChannelName> {
+        self.reader.remove(channels)
+    }
+
+    /// The subscribed channels.
+    pub fn channels(&self) -> impl Iterator<Item = &ChannelName> {
+        self.reader.slots.iter().map(|s| &s.channel)
+    }
+
+    /// Number of subscribed channels.
+    pub fn len(&self) -> usize {
+        self.reader.slots.len()
+    }
+
+    /// True with no channel subscribed.
+    pub fn is_empty(&self) -> bool {
+        self.reader.slots.is_empty()
+    }
+
+    /// The position after everything delivered so far.
+    pub fn cursor(&self) -> Cursor {
+        self.reader.cursor()
+    }
+}
