@@ -7,8 +7,7 @@
 use std::sync::Arc;
 
 use crate::{
-    ChannelInfo, ChannelName, Config, Cursor, Draft, Engine, Error, Health, MemoryEngine,
-    Message,
+    ChannelInfo, ChannelName, Config, Cursor, Draft, Engine, Error, Health, MemoryEngine, Message,
     subscription::{Batch, Reader, Start, Subscription},
 };
 
@@ -30,7 +29,9 @@ pub struct Published {
 impl Bus {
     /// A bus over `engine`.
     pub fn new(engine: impl Engine) -> Self {
-        Bus { engine: Arc::new(engine) }
+        Bus {
+            engine: Arc::new(engine),
+        }
     }
 
     /// A bus over a shared engine.
@@ -54,7 +55,10 @@ impl Bus {
         let messages = self.engine.publish(drafts).await?;
         Ok(messages
             .into_iter()
-            .map(|message| Published { cursor: self.cursor_after(&message), message })
+            .map(|message| Published {
+                cursor: self.cursor_after(&message),
+                message,
+            })
             .collect())
     }
 
@@ -68,19 +72,38 @@ impl Bus {
     /// Reads what is retained after `start`, without subscribing: at most
     /// `limit` messages, and the cursor to continue from. Fails with
     /// [`Error::Unavailable`] when the engine cannot be read.
-    pub async fn read(&self, channels: &[ChannelName], start: &Start, limit: usize) -> Result<Batch, Error> {
+    pub async fn read(
+        &self,
+        channels: &[ChannelName],
+        start: &Start,
+        limit: usize,
+    ) -> Result<Batch, Error> {
         let mut reader = Reader::new(self.engine.clone());
         reader.add(channels, start, false).await?;
         if matches!(start, Start::Now) {
-            return Ok(Batch { messages: Vec::new(), gaps: Vec::new(), gone: Vec::new(), cursor: reader.cursor() });
+            return Ok(Batch {
+                messages: Vec::new(),
+                gaps: Vec::new(),
+                gone: Vec::new(),
+                cursor: reader.cursor(),
+            });
         }
         let (messages, gaps) = reader.read(limit).await?;
-        Ok(Batch { messages, gaps, gone: Vec::new(), cursor: reader.cursor() })
+        Ok(Batch {
+            messages,
+            gaps,
+            gone: Vec::new(),
+            cursor: reader.cursor(),
+        })
     }
 
     /// Subscribes to `channels` from `start`. Fails with
     /// [`Error::Unavailable`] when the engine cannot be read.
-    pub async fn subscribe(&self, channels: &[ChannelName], start: &Start) -> Result<Subscription, Error> {
+    pub async fn subscribe(
+        &self,
+        channels: &[ChannelName],
+        start: &Start,
+    ) -> Result<Subscription, Error> {
         let mut reader = Reader::new(self.engine.clone());
         reader.add(channels, start, true).await?;
         Ok(Subscription::new(reader))

@@ -187,7 +187,10 @@ mod tests {
         c.set(&ch("a"), 7);
         c.set(&ch("b"), 1_700_000_000_000_000);
         let text = c.to_string();
-        assert!(text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(
+            text.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
         let back = Cursor::parse(&text).unwrap();
         assert_eq!(back, c);
         assert_eq!(back.position(&ch("a")), Some((7, false)));

@@ -111,20 +111,29 @@ impl MemoryEngine {
             floor: AtomicU64::new(0),
         });
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let period = (inner.config.max_age / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+            let period = (inner.config.max_age / 4)
+                .clamp(Duration::from_millis(100), Duration::from_secs(5));
             handle.spawn(sweep(Arc::downgrade(&inner), period));
         }
         MemoryEngine { inner }
     }
 
     fn channel(&self, name: &ChannelName) -> Option<Arc<Channel>> {
-        let map = self.inner.channels.read().unwrap_or_else(|e| e.into_inner());
+        let map = self
+            .inner
+            .channels
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
         map.get(name).cloned()
     }
 
     /// Number of channels held in memory (with messages or subscribers).
     pub fn channel_count(&self) -> usize {
-        self.inner.channels.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.inner
+            .channels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     fn publish_now(&self, drafts: Vec<Draft>) -> Vec<Arc<Message>> {
@@ -132,7 +141,11 @@ impl MemoryEngine {
         let mut out = Vec::with_capacity(drafts.len());
         // The map's write lock is held while appending so that the sweeper
         // can never remove a channel between lookup and append.
-        let mut map = self.inner.channels.write().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .inner
+            .channels
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         let mut touched: Vec<(Arc<Channel>, u64)> = Vec::new();
         for draft in drafts {
             let channel = map
@@ -169,7 +182,10 @@ impl MemoryEngine {
 
     fn read_now(&self, name: &ChannelName, after: u64, limit: usize) -> Page {
         let Some(channel) = self.channel(name) else {
-            return Page { oldest: 1, ..Page::default() };
+            return Page {
+                oldest: 1,
+                ..Page::default()
+            };
         };
         let mut h = channel.history.lock().unwrap_or_else(|e| e.into_inner());
         h.prune(&self.inner.config, now_millis());
@@ -177,7 +193,12 @@ impl MemoryEngine {
         let oldest = h.oldest();
         let skip = after.saturating_add(1).saturating_sub(oldest) as usize;
         let messages = h.messages.iter().skip(skip).take(limit).cloned().collect();
-        Page { messages, origin: h.origin, oldest, last: h.last }
+        Page {
+            messages,
+            origin: h.origin,
+            oldest,
+            last: h.last,
+        }
     }
 }
 
@@ -209,23 +230,31 @@ impl Engine for MemoryEngine {
     }
 
     fn watch(&self, name: &ChannelName) -> Watch {
-        let mut map = self.inner.channels.write().unwrap_or_else(|e| e.into_inner());
-        let channel = map.entry(name.clone()).or_insert_with(|| Arc::new(Channel::new()));
+        let mut map = self
+            .inner
+            .channels
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let channel = map
+            .entry(name.clone())
+            .or_insert_with(|| Arc::new(Channel::new()));
         Watch::new(channel.tx.subscribe(), None)
     }
 
     fn info<'a>(&'a self, name: &'a ChannelName) -> BoxFuture<'a, Result<ChannelInfo, Error>> {
-        let info = self.channel(name).map_or_else(ChannelInfo::default, |channel| {
-            let mut h = channel.history.lock().unwrap_or_else(|e| e.into_inner());
-            h.prune(&self.inner.config, now_millis());
-            ChannelInfo {
-                retained: h.messages.len(),
-                bytes: h.bytes,
-                first_id: h.messages.front().map(|m| m.id),
-                last_id: (h.last > 0).then_some(h.last),
-                subscribers: channel.tx.receiver_count(),
-            }
-        });
+        let info = self
+            .channel(name)
+            .map_or_else(ChannelInfo::default, |channel| {
+                let mut h = channel.history.lock().unwrap_or_else(|e| e.into_inner());
+                h.prune(&self.inner.config, now_millis());
+                ChannelInfo {
+                    retained: h.messages.len(),
+                    bytes: h.bytes,
+                    first_id: h.messages.front().map(|m| m.id),
+                    last_id: (h.last > 0).then_some(h.last),
+                    subscribers: channel.tx.receiver_count(),
+                }
+            });
         ready(Ok(info)).boxed()
     }
 
@@ -237,7 +266,11 @@ impl Engine for MemoryEngine {
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
         if let Some(channel) = &removed {
-            let last = channel.history.lock().unwrap_or_else(|e| e.into_inner()).last;
+            let last = channel
+                .history
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .last;
             channel.tx.send_replace(Signal { last, gone: true });
         }
         ready(Ok(removed.is_some())).boxed()
@@ -278,14 +311,21 @@ mod tests {
     }
 
     fn engine(max_messages: usize, max_bytes: usize, max_age: Duration) -> MemoryEngine {
-        MemoryEngine::new(Config { max_messages, max_bytes, max_age })
+        MemoryEngine::new(Config {
+            max_messages,
+            max_bytes,
+            max_age,
+        })
     }
 
     #[tokio::test]
     async fn ids_are_consecutive_and_history_is_bounded_by_count() {
         let e = engine(3, 1 << 20, Duration::from_secs(60));
         let c = ChannelName::new("c").unwrap();
-        let msgs = e.publish((0..5).map(|i| draft("c", &i.to_string())).collect()).await.unwrap();
+        let msgs = e
+            .publish((0..5).map(|i| draft("c", &i.to_string())).collect())
+            .await
+            .unwrap();
         for w in msgs.windows(2) {
             assert_eq!(w[1].id, w[0].id + 1);
         }
@@ -303,7 +343,9 @@ mod tests {
     async fn history_is_bounded_by_bytes() {
         let e = engine(100, 3 * (64 + 10), Duration::from_secs(60));
         let c = ChannelName::new("c").unwrap();
-        e.publish((0..5).map(|_| draft("c", "0123456789")).collect()).await.unwrap();
+        e.publish((0..5).map(|_| draft("c", "0123456789")).collect())
+            .await
+            .unwrap();
         let info = e.info(&c).await.unwrap();
         assert_eq!(info.retained, 3);
         assert!(info.bytes <= 3 * 74);
@@ -319,7 +361,11 @@ mod tests {
         std::thread::sleep(Duration::from_millis(250));
         assert_eq!(e.read(&c, 0, 10).await.unwrap().messages.len(), 0);
         tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(e.channel_count(), 0, "sweeper drops channels with no messages and no watchers");
+        assert_eq!(
+            e.channel_count(),
+            0,
+            "sweeper drops channels with no messages and no watchers"
+        );
     }
 
     #[tokio::test]
@@ -333,7 +379,10 @@ mod tests {
         assert!(!w.mark_seen());
         assert!(e.delete(&c).await.unwrap());
         w.changed().await;
-        assert!(w.mark_seen(), "delete must tell the watcher the channel is gone");
+        assert!(
+            w.mark_seen(),
+            "delete must tell the watcher the channel is gone"
+        );
         drop(w);
         assert!(!e.delete(&c).await.unwrap());
     }
@@ -342,7 +391,10 @@ mod tests {
     async fn a_recreated_channel_never_reuses_ids() {
         let e = engine(100, 1 << 20, Duration::from_secs(60));
         let c = ChannelName::new("c").unwrap();
-        let first = e.publish(vec![draft("c", "a"), draft("c", "b")]).await.unwrap();
+        let first = e
+            .publish(vec![draft("c", "a"), draft("c", "b")])
+            .await
+            .unwrap();
         e.delete(&c).await.unwrap();
         let again = e.publish(vec![draft("c", "c")]).await.unwrap();
         assert!(again[0].id > first[1].id);

@@ -48,7 +48,11 @@ impl Payload {
     /// Rebuilds a payload that was validated before (read back from a store
     /// this gateway wrote). Falls back to validation if the flag lies.
     pub fn restore(bytes: Bytes, json: bool) -> Result<Self, Error> {
-        if json { Self::json(bytes) } else { Self::text(bytes) }
+        if json {
+            Self::json(bytes)
+        } else {
+            Self::text(bytes)
+        }
     }
 
     /// The data as text.
@@ -146,7 +150,10 @@ impl Message {
 
     fn cached(&self, key: TypeId) -> Option<Bytes> {
         let frames = self.frames.lock().unwrap_or_else(|e| e.into_inner());
-        frames.iter().find(|(k, _)| *k == key).map(|(_, b)| b.clone())
+        frames
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, b)| b.clone())
     }
 
     /// Bytes the message counts against the history's byte bound.

@@ -81,7 +81,11 @@ struct SlotRead {
 impl Reader {
     pub(crate) fn new(engine: Arc<dyn Engine>) -> Self {
         let epoch = engine.epoch();
-        Reader { engine, epoch, slots: Vec::new() }
+        Reader {
+            engine,
+            epoch,
+            slots: Vec::new(),
+        }
     }
 
     /// Adds channels (ignoring ones already present) at `start`.
@@ -113,7 +117,12 @@ impl Reader {
                     (back.max(page.oldest - 1).max(page.origin), false)
                 }
             };
-            self.slots.push(Slot { channel: channel.clone(), pos, stale, watch });
+            self.slots.push(Slot {
+                channel: channel.clone(),
+                pos,
+                stale,
+                watch,
+            });
         }
         Ok(())
     }
@@ -145,7 +154,10 @@ impl Reader {
     /// Reads up to `limit` messages after the current positions and advances
     /// them. Positions change only once every engine read succeeded, so a
     /// failed or cancelled read can simply be retried.
-    pub(crate) async fn read(&mut self, limit: usize) -> Result<(Vec<Arc<Message>>, Vec<ChannelName>), Error> {
+    pub(crate) async fn read(
+        &mut self,
+        limit: usize,
+    ) -> Result<(Vec<Arc<Message>>, Vec<ChannelName>), Error> {
         let epoch = self.engine.epoch();
         if epoch != self.epoch {
             // The store lost its data (or is another store): every position
@@ -184,7 +196,11 @@ impl Reader {
             // deleted or expired and dropped). Keep the position: if the
             // channel comes back, its ids start above every earlier one and
             // the jump is reported as a gap.
-            return Ok(SlotRead { messages: Vec::new(), gap: slot.stale, base: after });
+            return Ok(SlotRead {
+                messages: Vec::new(),
+                gap: slot.stale,
+                base: after,
+            });
         }
         let mut gap = slot.stale;
         let mut from = if after == 0 { page.origin } else { after };
@@ -198,7 +214,11 @@ impl Reader {
         if from + 1 < page.oldest {
             gap = true;
         }
-        Ok(SlotRead { messages: page.messages, gap, base: from.max(page.oldest - 1) })
+        Ok(SlotRead {
+            messages: page.messages,
+            gap,
+            base: from.max(page.oldest - 1),
+        })
     }
 }
 
@@ -210,7 +230,11 @@ fn merge(reads: &[SlotRead], limit: usize) -> Vec<Arc<Message>> {
         v.truncate(limit);
         return v;
     }
-    let total = reads.iter().map(|r| r.messages.len()).sum::<usize>().min(limit);
+    let total = reads
+        .iter()
+        .map(|r| r.messages.len())
+        .sum::<usize>()
+        .min(limit);
     let mut heads = vec![0usize; reads.len()];
     let mut out = Vec::with_capacity(total);
     while out.len() < total {
@@ -236,7 +260,10 @@ pub struct Subscription {
 
 impl Subscription {
     pub(crate) fn new(reader: Reader) -> Self {
-        Subscription { reader, gone: Vec::new() }
+        Subscription {
+            reader,
+            gone: Vec::new(),
+        }
     }
 
     /// Waits until there is something to deliver (messages, a gap or a
@@ -282,8 +309,12 @@ impl Subscription {
     }
 
     async fn wait(&mut self) {
-        let mut watches: Vec<&mut Watch> =
-            self.reader.slots.iter_mut().filter_map(|s| s.watch.as_mut()).collect();
+        let mut watches: Vec<&mut Watch> = self
+            .reader
+            .slots
+            .iter_mut()
+            .filter_map(|s| s.watch.as_mut())
+            .collect();
         match watches.as_mut_slice() {
             [] => pending().await,
             [one] => one.changed().await,

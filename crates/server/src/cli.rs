@@ -1,0 +1,158 @@
+//! Where configuration comes from: command-line flags, `HERALD_*`
+//! environment variables and an optional TOML file, with one set of names
+//! for all three (`--max-body`, `HERALD_MAX_BODY`, `max-body = ...`).
+//!
+//! Precedence: flag, then environment, then file, then the default. Every
+//! option is declared once, in the `options!` list below, which generates the
+//! clap arguments, the TOML keys and the merge.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::{Config, config::ConfigError};
+
+macro_rules! options {
+    ($( $(#[doc = $doc:literal])* $name:ident : $ty:ty = $env:literal ),* $(,)?) => {
+        /// herald: a push gateway. Backends publish over HTTP; browsers
+        /// subscribe by short polling, long polling, Server-Sent Events or
+        /// WebSocket.
+        #[derive(Debug, Default, Parser, Deserialize)]
+        #[command(name = "herald", version)]
+        #[serde(rename_all = "kebab-case", deny_unknown_fields)]
+        pub struct Args {
+            /// TOML file with any of the options below (keys as the long
+            /// flag names, without dashes in front).
+            #[arg(long, env = "HERALD_CONFIG")]
+            #[serde(skip)]
+            pub config: Option<PathBuf>,
+            $(
+                $(#[doc = $doc])*
+                #[arg(long, env = $env)]
+                pub $name: Option<$ty>,
+            )*
+        }
+
+        impl Args {
+            /// Fills every option not given by flag or environment from
+            /// `file`.
+            fn or(self, file: Args) -> Args {
+                Args { config: self.config, $( $name: self.$name.or(file.$name), )* }
+            }
+        }
+    };
+}
+
+options! {
+    /// Public listener (subscribers) [default: 127.0.0.1:8080].
+    public_addr: SocketAddr = "HERALD_PUBLIC_ADDR",
+    /// Internal listener (publish, admin) [default: 127.0.0.1:8081].
+    internal_addr: SocketAddr = "HERALD_INTERNAL_ADDR",
+    /// Bearer token required on the internal listener [default: none].
+    publish_token: String = "HERALD_PUBLISH_TOKEN",
+    /// Messages kept per channel [default: 100].
+    history_messages: usize = "HERALD_HISTORY_MESSAGES",
+    /// Bytes kept per channel [default: 1048576].
+    history_bytes: usize = "HERALD_HISTORY_BYTES",
+    /// Seconds a message is kept [default: 600].
+    history_age: u64 = "HERALD_HISTORY_AGE",
+    /// Channels per subscription [default: 32].
+    max_channels: usize = "HERALD_MAX_CHANNELS",
+    /// Messages per response or stream batch [default: 1000].
+    max_messages: usize = "HERALD_MAX_MESSAGES",
+    /// Largest publish body in bytes [default: 65536].
+    max_body: usize = "HERALD_MAX_BODY",
+    /// Messages per batch publish [default: 1000].
+    max_batch: usize = "HERALD_MAX_BATCH",
+    /// Open connections per listener [default: 50000].
+    max_connections: usize = "HERALD_MAX_CONNECTIONS",
+    /// Seconds a client has to send request headers [default: 10].
+    header_read_timeout: u64 = "HERALD_HEADER_READ_TIMEOUT",
+    /// Seconds a publish or admin request may take [default: 30].
+    request_timeout: u64 = "HERALD_REQUEST_TIMEOUT",
+    /// Seconds to drain open requests and streams on shutdown [default: 10].
+    drain_timeout: u64 = "HERALD_DRAIN_TIMEOUT",
+    /// Comma-separated origins allowed by CORS on the public listener, or `*` [default: *].
+    cors_origins: String = "HERALD_CORS_ORIGINS",
+}
+
+impl Args {
+    /// Parses flags and environment, then the TOML file they name.
+    /// Fails with a message naming the file or the option.
+    pub fn load() -> Result<Config, ConfigError> {
+        Self::parse().resolve()
+    }
+
+    /// Merges the file named by `--config` (if any) and builds the config.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let args = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+                let file: Args = toml::from_str(&text)
+                    .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+                self.or(file)
+            }
+            None => self,
+        };
+        let config = args.into_config();
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn into_config(self) -> Config {
+        let mut c = Config::default();
+        let secs = Duration::from_secs;
+        if let Some(v) = self.public_addr {
+            c.public_addr = v;
+        }
+        if let Some(v) = self.internal_addr {
+            c.internal_addr = v;
+        }
+        if let Some(v) = self.publish_token {
+            c.publish_token = Some(v);
+        }
+        if let Some(v) = self.history_messages {
+            c.history.max_messages = v;
+        }
+        if let Some(v) = self.history_bytes {
+            c.history.max_bytes = v;
+        }
+        if let Some(v) = self.history_age {
+            c.history.max_age = secs(v);
+        }
+        if let Some(v) = self.max_channels {
+            c.limits.max_channels = v;
+        }
+        if let Some(v) = self.max_messages {
+            c.limits.max_messages = v;
+        }
+        if let Some(v) = self.max_body {
+            c.max_body = v;
+        }
+        if let Some(v) = self.max_batch {
+            c.max_batch = v;
+        }
+        if let Some(v) = self.max_connections {
+            c.max_connections = v;
+        }
+        if let Some(v) = self.header_read_timeout {
+            c.header_read_timeout = secs(v);
+        }
+        if let Some(v) = self.request_timeout {
+            c.request_timeout = secs(v);
+        }
+        if let Some(v) = self.drain_timeout {
+            c.drain_timeout = secs(v);
+        }
+        if let Some(v) = self.cors_origins {
+            c.cors_origins = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        c
+    }
+}

@@ -1,0 +1,131 @@
+//! The server's configuration: one plain struct, a documented default per
+//! field, validated once at start-up.
+//!
+//! Where values come from (flags, `HERALD_*` environment, a TOML file) is
+//! the CLI module's business; this module only says what the values are and
+//! which combinations make sense.
+
+use std::{net::SocketAddr, time::Duration};
+
+use herald_http::Limits;
+
+/// Everything the server needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address of the public listener (subscribers). Default
+    /// `127.0.0.1:8080`; port 0 picks a free port.
+    pub public_addr: SocketAddr,
+    /// Address of the internal listener (publish and admin). Default
+    /// `127.0.0.1:8081`; port 0 picks a free port. Keep it unreachable from
+    /// the reverse proxy that fronts the public listener.
+    pub internal_addr: SocketAddr,
+    /// Bearer token required on every internal endpoint when set. Default
+    /// none.
+    pub publish_token: Option<String>,
+    /// History bounds per channel. Defaults: 100 messages, 1 MiB, 10 min.
+    pub history: herald_bus::Config,
+    /// Subscription limits. Defaults: 32 channels per subscription, 1000
+    /// messages per response.
+    pub limits: Limits,
+    /// Largest publish request body, in bytes. Default 64 KiB.
+    pub max_body: usize,
+    /// Messages in one batch publish. Default 1000.
+    pub max_batch: usize,
+    /// Open connections per listener; further clients wait in the accept
+    /// backlog. Default 50,000.
+    pub max_connections: usize,
+    /// Time a client has to send its request headers. Default 10 s.
+    pub header_read_timeout: Duration,
+    /// Time a publish or admin request may take. Default 30 s.
+    pub request_timeout: Duration,
+    /// Time given to open requests and streams to end after a shutdown
+    /// signal before the process exits anyway. Default 10 s.
+    pub drain_timeout: Duration,
+    /// Origins allowed to subscribe cross-origin (CORS) on the public
+    /// listener; `*` allows any. Default `*`.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            public_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            internal_addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            publish_token: None,
+            history: herald_bus::Config::default(),
+            limits: Limits::default(),
+            max_body: 64 * 1024,
+            max_batch: 1000,
+            max_connections: 50_000,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(10),
+            cors_origins: vec!["*".into()],
+        }
+    }
+}
+
+/// A configuration that cannot run; the text names the option.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Checks the values against each other. Fails naming the first option
+    /// that is out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |s: &str| Err(ConfigError(s.to_string()));
+        if self.history.max_messages == 0 {
+            return fail("history-messages must be at least 1");
+        }
+        if self.history.max_bytes < self.max_body + 64 + 64 {
+            return fail(
+                "history-bytes must exceed max-body by at least 128 bytes, so that every accepted message can be stored",
+            );
+        }
+        if self.history.max_age.is_zero() {
+            return fail("history-age must be at least 1 second");
+        }
+        if self.limits.max_channels == 0 {
+            return fail("max-channels must be at least 1");
+        }
+        if self.limits.max_messages == 0 {
+            return fail("max-messages must be at least 1");
+        }
+        if self.max_batch == 0 {
+            return fail("max-batch must be at least 1");
+        }
+        if self.max_connections == 0 {
+            return fail("max-connections must be at least 1");
+        }
+        if self.publish_token.as_deref() == Some("") {
+            return fail("publish-token must not be empty when set");
+        }
+        if self
+            .cors_origins
+            .iter()
+            .any(|o| o != "*" && http::HeaderValue::from_str(o).is_err())
+        {
+            return fail("cors-origins must be `*` or a comma-separated list of origins");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn history_bytes_must_fit_the_largest_body() {
+        let mut c = Config::default();
+        c.history.max_bytes = c.max_body;
+        let e = c.validate().unwrap_err();
+        assert!(e.0.contains("history-bytes"));
+    }
+}

@@ -1,0 +1,294 @@
+//! The internal listener's routes: publishing, channel admin and health.
+//!
+//! Publishing answers once the engine has stored the message (202), never
+//! after delivery: fan-out to subscribers happens after the answer, so a
+//! publisher's latency does not grow with the number of subscribers.
+
+use bytes::Bytes;
+use herald_bus::{Bus, ChannelName, Draft, EventName, Health, Payload};
+use herald_http::{Body, Error, Query, header_str, json, write_json_str};
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use subtle::ConstantTimeEq;
+
+use crate::Config;
+
+/// The internal routes, before tower layers.
+pub(crate) struct Internal {
+    bus: Bus,
+    token: Option<String>,
+    max_batch: usize,
+}
+
+impl Internal {
+    pub(crate) fn new(bus: Bus, config: &Config) -> Self {
+        Internal {
+            bus,
+            token: config.publish_token.clone(),
+            max_batch: config.max_batch,
+        }
+    }
+
+    pub(crate) async fn route<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.respond(req).await.unwrap_or_else(Error::into_response)
+    }
+
+    async fn respond<B>(&self, req: Request<B>) -> Result<Response<Body>, Error>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.authorize(&req)?;
+        let path = req.uri().path().to_owned();
+        let mut segments = path.trim_start_matches('/').splitn(2, '/');
+        let method = req.method().clone();
+        match (segments.next(), segments.next(), method) {
+            (Some("publish"), Some(channel), Method::POST) => self.publish_one(channel, req).await,
+            (Some("publish"), None, Method::POST) => self.publish_batch(req).await,
+            (Some("channels"), Some(channel), Method::GET) => self.info(channel).await,
+            (Some("channels"), Some(channel), Method::DELETE) => self.delete(channel).await,
+            (Some("healthz"), None, Method::GET | Method::HEAD) => Ok(self.health()),
+            (Some("publish" | "channels" | "healthz"), _, _) => Err(Error::method_not_allowed()),
+            _ => Err(Error::not_found()),
+        }
+    }
+
+    fn authorize<B>(&self, req: &Request<B>) -> Result<(), Error> {
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        let given = header_str(req.headers(), &header::AUTHORIZATION)
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is required",
+            ))
+        }
+    }
+
+    async fn publish_one<B>(&self, channel: &str, req: Request<B>) -> Result<Response<Body>, Error>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let channel = ChannelName::new(channel)?;
+        let query = Query::parse(req.uri().query());
+        let event = query.get("event").map(EventName::new).transpose()?;
+        let is_json = header_str(req.headers(), &header::CONTENT_TYPE).is_some_and(is_json_type);
+        let body = read_body(req.into_body()).await?;
+        let payload = if is_json {
+            Payload::json(body)?
+        } else {
+            Payload::text(body)?
+        };
+        let published = self
+            .bus
+            .publish(vec![Draft {
+                channel,
+                event,
+                payload,
+            }])
+            .await?;
+        let mut out = String::new();
+        published_json(&mut out, &published[0]);
+        Ok(json(StatusCode::ACCEPTED, out))
+    }
+
+    async fn publish_batch<B>(&self, req: Request<B>) -> Result<Response<Body>, Error>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct BatchIn<'a> {
+            #[serde(borrow)]
+            messages: Vec<Item<'a>>,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Item<'a> {
+            channel: &'a str,
+            #[serde(default)]
+            event: Option<&'a str>,
+            #[serde(borrow)]
+            data: &'a RawValue,
+        }
+        let body = read_body(req.into_body()).await?;
+        let text = std::str::from_utf8(&body).map_err(|_| {
+            Error::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_utf8",
+                "body is not UTF-8",
+            )
+        })?;
+        let batch: BatchIn<'_> = serde_json::from_str(text).map_err(|e| {
+            let code = if e.is_syntax() || e.is_eof() {
+                "invalid_json"
+            } else {
+                "invalid_batch"
+            };
+            let status = if e.is_syntax() || e.is_eof() {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            Error::new(
+                status,
+                code,
+                format!("expected {{\"messages\":[{{\"channel\",\"event\",\"data\"}}]}}: {e}"),
+            )
+        })?;
+        if batch.messages.is_empty() || batch.messages.len() > self.max_batch {
+            return Err(Error::bad_request(
+                "invalid_batch",
+                format!(
+                    "a batch holds 1 to {} messages, got {}",
+                    self.max_batch,
+                    batch.messages.len()
+                ),
+            ));
+        }
+        let mut drafts = Vec::with_capacity(batch.messages.len());
+        for (i, item) in batch.messages.iter().enumerate() {
+            let at = |e: herald_bus::Error| {
+                let e = Error::from(e);
+                Error::new(
+                    e.status(),
+                    e.code(),
+                    format!("messages[{i}]: {}", describe(e.code())),
+                )
+            };
+            let channel = ChannelName::new(item.channel).map_err(at)?;
+            let event = item.event.map(EventName::new).transpose().map_err(at)?;
+            let raw = item.data.get();
+            let payload = match serde_json::from_str::<String>(raw) {
+                Ok(text) => Payload::text(text),
+                Err(_) => Payload::json(Bytes::copy_from_slice(raw.as_bytes())),
+            }
+            .map_err(at)?;
+            drafts.push(Draft {
+                channel,
+                event,
+                payload,
+            });
+        }
+        let published = self.bus.publish(drafts).await?;
+        let mut out = String::from("{\"messages\":[");
+        for (i, p) in published.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            published_json(&mut out, p);
+        }
+        out.push_str("]}");
+        Ok(json(StatusCode::ACCEPTED, out))
+    }
+
+    async fn info(&self, channel: &str) -> Result<Response<Body>, Error> {
+        let channel = ChannelName::new(channel)?;
+        let info = self.bus.info(&channel).await?;
+        let opt = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
+        let mut out = String::from("{\"channel\":");
+        write_json_str(&mut out, channel.as_str());
+        out.push_str(&format!(
+            ",\"retained\":{},\"bytes\":{},\"first_id\":{},\"last_id\":{},\"subscribers\":{}}}",
+            info.retained,
+            info.bytes,
+            opt(info.first_id),
+            opt(info.last_id),
+            info.subscribers
+        ));
+        Ok(json(StatusCode::OK, out))
+    }
+
+    async fn delete(&self, channel: &str) -> Result<Response<Body>, Error> {
+        let channel = ChannelName::new(channel)?;
+        let existed = self.bus.delete(&channel).await?;
+        let mut out = String::from("{\"channel\":");
+        write_json_str(&mut out, channel.as_str());
+        out.push_str(if existed {
+            ",\"deleted\":true}"
+        } else {
+            ",\"deleted\":false}"
+        });
+        Ok(json(StatusCode::OK, out))
+    }
+
+    fn health(&self) -> Response<Body> {
+        match self.bus.health() {
+            Health::Up => json(StatusCode::OK, r#"{"status":"ok","engine":"up"}"#),
+            Health::Down(why) => {
+                let mut out =
+                    String::from("{\"status\":\"degraded\",\"engine\":\"down\",\"reason\":");
+                write_json_str(&mut out, &why);
+                out.push('}');
+                json(StatusCode::SERVICE_UNAVAILABLE, out)
+            }
+        }
+    }
+}
+
+fn describe(code: &str) -> &'static str {
+    match code {
+        "invalid_channel" => "invalid channel name (1 to 128 bytes of A-Z a-z 0-9 _ - . : @ ~)",
+        "invalid_event" => "invalid event name (1 to 64 bytes, no control characters)",
+        "invalid_json" => "data is not valid JSON",
+        _ => "invalid message",
+    }
+}
+
+fn is_json_type(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || (essence.len() > 5
+            && essence[..essence.len() - 5].contains('/')
+            && essence.to_ascii_lowercase().ends_with("+json"))
+}
+
+fn published_json(out: &mut String, p: &herald_bus::Published) {
+    out.push_str("{\"channel\":");
+    write_json_str(out, p.message.channel.as_str());
+    out.push_str(&format!(
+        ",\"id\":{},\"cursor\":\"{}\"}}",
+        p.message.id, p.cursor
+    ));
+}
+
+/// Reads a whole request body. The size limit itself is tower-http's
+/// `RequestBodyLimitLayer`; its error is recognised here and becomes 413.
+async fn read_body<B>(body: B) -> Result<Bytes, Error>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match body.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) => {
+            let e: Box<dyn std::error::Error + Send + Sync> = e.into();
+            if e.is::<http_body_util::LengthLimitError>() {
+                Err(Error::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "request body exceeds max-body",
+                ))
+            } else {
+                Err(Error::bad_request(
+                    "body_unreadable",
+                    "request body could not be read",
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! The public listener's routes: the subscriber transports and a health
+//! check. Nothing here can publish or administer; that lives on the internal
+//! listener, so that a reverse proxy fronting this one can never reach it.
+
+use herald_http::{Body, Context, Error, json};
+use herald_poll::Poll;
+use http::{Method, Request, Response, StatusCode};
+
+/// The public routes, before tower layers.
+pub(crate) struct Public {
+    poll: Poll,
+}
+
+impl Public {
+    pub(crate) fn new(ctx: Context, _tasks: tokio_util::task::TaskTracker) -> Self {
+        Public {
+            poll: Poll::new(ctx.clone()),
+        }
+    }
+
+    /// Routes a subscriber request. Subscriber requests carry no body, so
+    /// it is dropped here and transports see the head only (extensions
+    /// included, so that a WebSocket upgrade still works).
+    pub(crate) async fn route<B>(&self, req: Request<B>) -> Response<Body> {
+        let req = req.map(drop);
+        let path = req.uri().path().to_owned();
+        let mut segments = path.trim_start_matches('/').splitn(2, '/');
+        let is_get = req.method() == Method::GET || req.method() == Method::HEAD;
+        match (segments.next(), segments.next()) {
+            (Some("healthz"), None) if is_get => json(StatusCode::OK, r#"{"status":"ok"}"#),
+            (Some("poll"), Some(list)) if is_get => self.poll.handle(&req, list).await,
+            (Some("healthz"), None) | (Some("poll"), Some(_)) => {
+                Error::method_not_allowed().into_response()
+            }
+            _ => Error::not_found().into_response(),
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Accepting connections: hyper-util's auto builder (HTTP/1.1 and cleartext
+//! HTTP/2) on each listener, a cap on open connections, a header read
+//! timeout, and connection-level graceful shutdown.
+//!
+//! Graceful shutdown here only stops accepting and lets in-flight requests
+//! finish; long-lived responses end because their transports watch the
+//! shutdown token (see `Herald::shutdown`). Upgraded WebSocket connections
+//! are tracked by the transport's task tracker, not by this module.
+
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use herald_http::Body;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
+use tokio::{net::TcpListener, sync::Semaphore};
+use tokio_util::sync::CancellationToken;
+use tower::util::BoxCloneService;
+
+/// Per-listener connection settings.
+pub(crate) struct Limits {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+}
+
+/// Accepts on `listener` until `stop` is cancelled, serving each connection
+/// with `service` under `graceful`'s watch.
+pub(crate) async fn accept(
+    listener: TcpListener,
+    service: BoxCloneService<Request<Incoming>, Response<Body>, Infallible>,
+    limits: Limits,
+    graceful: &GracefulShutdown,
+    stop: CancellationToken,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // Small idle connections matter more than a large read buffer: a
+        // subscriber sends one request and then only reads.
+        .max_buf_size(16 * 1024);
+    builder.http2().timer(TokioTimer::new());
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let permit = tokio::select! {
+            _ = stop.cancelled() => return,
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly
+                    // instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = builder
+            .serve_connection_with_upgrades(
+                TokioIo::new(stream),
+                TowerToHyperService::new(service.clone()),
+            )
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}
