@@ -11,6 +11,9 @@ use crate::Error;
 pub const MAX_CHANNEL_LEN: usize = 128;
 /// Longest event name, in bytes.
 pub const MAX_EVENT_LEN: usize = 64;
+/// Event names herald keeps for its own signals (the SSE gap event is
+/// `herald.gap`), so that a publisher can never forge one.
+pub const RESERVED_EVENT_PREFIX: &str = "herald.";
 
 /// A validated channel name: 1 to 128 bytes of `A-Z a-z 0-9 _ - . : @ ~`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -101,6 +104,11 @@ impl EventName {
                 "an event name must not contain control characters".into(),
             ));
         }
+        if name.starts_with(RESERVED_EVENT_PREFIX) {
+            return Err(Error::InvalidEvent(format!(
+                "event names starting with {RESERVED_EVENT_PREFIX:?} are reserved for herald's own events"
+            )));
+        }
         Ok(EventName(name.into()))
     }
 
@@ -153,6 +161,8 @@ mod tests {
         assert!(EventName::new("").is_err());
         assert!(EventName::new("a\nb").is_err());
         assert!(EventName::new(&"e".repeat(65)).is_err());
+        assert!(EventName::new(&"e".repeat(64)).is_ok());
+        assert!(EventName::new("herald.gap").is_err());
     }
 
     proptest::proptest! {

@@ -25,7 +25,7 @@ mod message;
 mod subscription;
 
 pub use bus::{Bus, Published};
-pub use channel::{ChannelName, EventName};
+pub use channel::{ChannelName, EventName, RESERVED_EVENT_PREFIX};
 pub use cursor::Cursor;
 pub use engine::{ChannelInfo, Engine, Health, Page, Signal, Watch};
 pub use error::Error;
