@@ -134,21 +134,20 @@ impl Internal {
             )
         })?;
         let batch: BatchIn<'_> = serde_json::from_str(text).map_err(|e| {
-            let code = if e.is_syntax() || e.is_eof() {
-                "invalid_json"
+            // Tell "not JSON at all" from "JSON of the wrong shape"; the
+            // second parse runs only on this error path.
+            if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
+                Error::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "invalid_json",
+                    format!("body is not valid JSON: {e}"),
+                )
             } else {
-                "invalid_batch"
-            };
-            let status = if e.is_syntax() || e.is_eof() {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            Error::new(
-                status,
-                code,
-                format!("expected {{\"messages\":[{{\"channel\",\"event\",\"data\"}}]}}: {e}"),
-            )
+                Error::bad_request(
+                    "invalid_batch",
+                    format!("expected {{\"messages\":[{{\"channel\",\"event\",\"data\"}}]}}: {e}"),
+                )
+            }
         })?;
         if batch.messages.is_empty() || batch.messages.len() > self.max_batch {
             return Err(Error::bad_request(
