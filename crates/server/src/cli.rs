@@ -75,6 +75,20 @@ options! {
     drain_timeout: u64 = "HERALD_DRAIN_TIMEOUT",
     /// Comma-separated origins allowed by CORS on the public listener, or `*` [default: *].
     cors_origins: String = "HERALD_CORS_ORIGINS",
+    /// Seconds between the server's WebSocket pings [default: 20].
+    ws_ping_interval: u64 = "HERALD_WS_PING_INTERVAL",
+    /// Seconds a WebSocket peer has to answer a ping before it is closed [default: 20].
+    ws_ping_timeout: u64 = "HERALD_WS_PING_TIMEOUT",
+    /// Largest WebSocket client frame in bytes; larger closes with 1009 [default: 65536].
+    ws_max_frame: usize = "HERALD_WS_MAX_FRAME",
+    /// Bad WebSocket client frames before the connection is closed with 1008 [default: 10].
+    ws_max_bad_frames: u32 = "HERALD_WS_MAX_BAD_FRAMES",
+    /// Channels one WebSocket connection may subscribe to [default: 100].
+    ws_max_subscriptions: usize = "HERALD_WS_MAX_SUBSCRIPTIONS",
+    /// Comma-separated origins allowed to open a WebSocket; empty allows any [default: empty].
+    ws_origins: String = "HERALD_WS_ORIGINS",
+    /// A WebSocket reader that falls behind the history: `gap` or `close` (1013) [default: gap].
+    ws_slow_policy: herald_ws::SlowPolicy = "HERALD_WS_SLOW_POLICY",
 }
 
 impl Args {
@@ -147,12 +161,37 @@ impl Args {
             c.drain_timeout = secs(v);
         }
         if let Some(v) = self.cors_origins {
-            c.cors_origins = v
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect();
+            c.cors_origins = comma_list(&v);
+        }
+        if let Some(v) = self.ws_ping_interval {
+            c.ws.ping_interval = secs(v);
+        }
+        if let Some(v) = self.ws_ping_timeout {
+            c.ws.ping_timeout = secs(v);
+        }
+        if let Some(v) = self.ws_max_frame {
+            c.ws.max_frame = v;
+        }
+        if let Some(v) = self.ws_max_bad_frames {
+            c.ws.max_bad_frames = v;
+        }
+        if let Some(v) = self.ws_max_subscriptions {
+            c.ws.max_subscriptions = v;
+        }
+        if let Some(v) = self.ws_origins {
+            c.ws.origins = comma_list(&v);
+        }
+        if let Some(v) = self.ws_slow_policy {
+            c.ws.slow_policy = v;
         }
         c
     }
+}
+
+/// `a, b,,c` → `["a", "b", "c"]`.
+fn comma_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }

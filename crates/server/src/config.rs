@@ -44,6 +44,10 @@ pub struct Config {
     /// Origins allowed to subscribe cross-origin (CORS) on the public
     /// listener; `*` allows any. Default `*`.
     pub cors_origins: Vec<String>,
+    /// The WebSocket transport. Defaults: ping every 20 s, 20 s to answer,
+    /// 64 KiB frames, 10 bad frames, 100 subscriptions per connection, any
+    /// origin, `gap` for slow readers.
+    pub ws: herald_ws::Config,
 }
 
 impl Default for Config {
@@ -61,6 +65,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
             cors_origins: vec!["*".into()],
+            ws: herald_ws::Config::default(),
         }
     }
 }
@@ -101,15 +106,44 @@ impl Config {
         if self.publish_token.as_deref() == Some("") {
             return fail("publish-token must not be empty when set");
         }
-        if self
-            .cors_origins
-            .iter()
-            .any(|o| o != "*" && http::HeaderValue::from_str(o).is_err())
-        {
+        if !origins_valid(&self.cors_origins) {
             return fail("cors-origins must be `*` or a comma-separated list of origins");
+        }
+        self.validate_ws()
+    }
+
+    fn validate_ws(&self) -> Result<(), ConfigError> {
+        let fail = |s: &str| Err(ConfigError(s.to_string()));
+        let ws = &self.ws;
+        if ws.ping_interval < Duration::from_secs(1) {
+            return fail("ws-ping-interval must be at least 1 second");
+        }
+        if ws.ping_timeout < Duration::from_secs(1) {
+            return fail("ws-ping-timeout must be at least 1 second");
+        }
+        if ws.max_frame < 1024 {
+            return fail(
+                "ws-max-frame must be at least 1024 bytes, so that a subscribe frame fits",
+            );
+        }
+        if ws.max_bad_frames == 0 {
+            return fail("ws-max-bad-frames must be at least 1");
+        }
+        if ws.max_subscriptions == 0 {
+            return fail("ws-max-subscriptions must be at least 1");
+        }
+        if !origins_valid(&ws.origins) {
+            return fail("ws-origins must be a comma-separated list of origins");
         }
         Ok(())
     }
+}
+
+/// True when every entry is `*` or usable as a header value.
+fn origins_valid(origins: &[String]) -> bool {
+    origins
+        .iter()
+        .all(|o| o == "*" || http::HeaderValue::from_str(o).is_ok())
 }
 
 #[cfg(test)]
@@ -119,6 +153,19 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn ws_options_are_checked_by_name() {
+        let mut c = Config::default();
+        c.ws.ping_interval = Duration::ZERO;
+        assert!(c.validate().unwrap_err().0.contains("ws-ping-interval"));
+        let mut c = Config::default();
+        c.ws.max_bad_frames = 0;
+        assert!(c.validate().unwrap_err().0.contains("ws-max-bad-frames"));
+        let mut c = Config::default();
+        c.ws.origins = vec!["bad\norigin".into()];
+        assert!(c.validate().unwrap_err().0.contains("ws-origins"));
     }
 
     #[test]

@@ -4,17 +4,24 @@
 
 use herald_http::{Body, Context, Error, json};
 use herald_poll::Poll;
+use herald_ws::Ws;
 use http::{Method, Request, Response, StatusCode};
 
 /// The public routes, before tower layers.
 pub(crate) struct Public {
     poll: Poll,
+    ws: Ws,
 }
 
 impl Public {
-    pub(crate) fn new(ctx: Context, _tasks: tokio_util::task::TaskTracker) -> Self {
+    pub(crate) fn new(
+        ctx: Context,
+        tasks: tokio_util::task::TaskTracker,
+        ws: herald_ws::Config,
+    ) -> Self {
         Public {
             poll: Poll::new(ctx.clone()),
+            ws: Ws::new(ctx, ws, tasks),
         }
     }
 
@@ -29,7 +36,8 @@ impl Public {
         match (segments.next(), segments.next()) {
             (Some("healthz"), None) if is_get => json(StatusCode::OK, r#"{"status":"ok"}"#),
             (Some("poll"), Some(list)) if is_get => self.poll.handle(&req, list).await,
-            (Some("healthz"), None) | (Some("poll"), Some(_)) => {
+            (Some("ws"), list) if req.method() == Method::GET => self.ws.handle(req, list).await,
+            (Some("healthz"), None) | (Some("poll"), Some(_)) | (Some("ws"), _) => {
                 Error::method_not_allowed().into_response()
             }
             _ => Error::not_found().into_response(),
