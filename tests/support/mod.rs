@@ -61,9 +61,11 @@ impl Server {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("herald did not report its listeners"));
+            let Ok(line) = rx.recv_timeout(left) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("herald did not report its listeners");
+            };
             if line.contains("herald listening") {
                 let addr = |key: &str| -> SocketAddr {
                     let at = line.find(key).expect("address in log") + key.len();
