@@ -170,3 +170,12 @@ async fn sigterm_exits_cleanly_and_promptly() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn the_example_configuration_file_runs() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/herald.toml");
+    // Flags override the file's addresses so the test binds free ports.
+    let s = Server::start(&["--config", path]);
+    let res = client().get(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
