@@ -272,6 +272,9 @@ impl Subscription {
     /// unavailable it retries with backoff, and delivery resumes from the
     /// same positions once it is back. With no channels, it waits forever.
     pub async fn next(&mut self, limit: usize) -> Batch {
+        // A limit of 0 could never return messages and would wait forever
+        // with messages waiting.
+        let limit = limit.max(1);
         let mut backoff = Duration::from_millis(50);
         loop {
             match self.poll(limit).await {
