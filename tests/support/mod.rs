@@ -58,14 +58,22 @@ impl Server {
                 }
             }
         });
+        // Owned by a `Server` from here on, so that a failed start kills
+        // and reaps the process (on drop) instead of leaving it running.
+        let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+        let mut server = Server {
+            child: Some(child),
+            public: unknown,
+            internal: unknown,
+            log: rx,
+        };
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let Ok(line) = rx.recv_timeout(left) else {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("herald did not report its listeners");
-            };
+            let line = server
+                .log
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("herald did not report its listeners"));
             if line.contains("herald listening") {
                 let addr = |key: &str| -> SocketAddr {
                     let at = line.find(key).expect("address in log") + key.len();
@@ -76,12 +84,9 @@ impl Server {
                         .parse()
                         .unwrap()
                 };
-                return Server {
-                    public: addr("public="),
-                    internal: addr("internal="),
-                    log: rx,
-                    child: Some(child),
-                };
+                server.public = addr("public=");
+                server.internal = addr("internal=");
+                return server;
             }
         }
     }
@@ -111,6 +116,37 @@ impl Server {
             .expect("publish");
         assert_eq!(res.status(), 202, "publish to {channel}");
         res.json().await.expect("publish reply")
+    }
+
+    /// The channel's subscriber count from the internal `/channels/{ch}`
+    /// endpoint: held long polls, open streams and sockets on it.
+    pub async fn subscribers(&self, channel: &str) -> u64 {
+        let v: serde_json::Value = client()
+            .get(self.internal_url(&format!("/channels/{channel}")))
+            .send()
+            .await
+            .expect("channel info")
+            .json()
+            .await
+            .expect("channel info reply");
+        v["subscribers"].as_u64().expect("subscribers")
+    }
+
+    /// Polls the subscriber count until it is `n`; panics with the last
+    /// count seen after `within`.
+    pub async fn wait_subscribers(&self, channel: &str, n: u64, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let seen = self.subscribers(channel).await;
+            if seen == n {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{channel}: {seen} subscribers after {within:?}, expected {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Sends SIGTERM and waits (bounded) for the process to exit; answers

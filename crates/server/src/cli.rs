@@ -61,6 +61,10 @@ options! {
     max_channels: usize = "HERALD_MAX_CHANNELS",
     /// Messages per response or stream batch [default: 1000].
     max_messages: usize = "HERALD_MAX_MESSAGES",
+    /// Seconds a long poll is held when the client gives no `timeout` [default: 25].
+    longpoll_timeout: u64 = "HERALD_LONGPOLL_TIMEOUT",
+    /// Longest long-poll hold in seconds a client may ask for; keep it below your proxy's read timeout [default: 55].
+    longpoll_max_timeout: u64 = "HERALD_LONGPOLL_MAX_TIMEOUT",
     /// Largest publish body in bytes [default: 65536].
     max_body: usize = "HERALD_MAX_BODY",
     /// Messages per batch publish [default: 1000].
@@ -127,6 +131,12 @@ impl Args {
         }
         if let Some(v) = self.max_messages {
             c.limits.max_messages = v;
+        }
+        if let Some(v) = self.longpoll_timeout {
+            c.longpoll.timeout = secs(v);
+        }
+        if let Some(v) = self.longpoll_max_timeout {
+            c.longpoll.max_timeout = secs(v);
         }
         if let Some(v) = self.max_body {
             c.max_body = v;

@@ -27,6 +27,9 @@ pub struct Config {
     /// Subscription limits. Defaults: 32 channels per subscription, 1000
     /// messages per response.
     pub limits: Limits,
+    /// Long-poll hold times. Defaults: 25 s when the client gives no
+    /// `timeout`, at most 55 s whatever it asks.
+    pub longpoll: herald_longpoll::Config,
     /// Largest publish request body, in bytes. Default 64 KiB.
     pub max_body: usize,
     /// Messages in one batch publish. Default 1000.
@@ -54,6 +57,7 @@ impl Default for Config {
             publish_token: None,
             history: herald_bus::Config::default(),
             limits: Limits::default(),
+            longpoll: herald_longpoll::Config::default(),
             max_body: 64 * 1024,
             max_batch: 1000,
             max_connections: 50_000,
@@ -92,6 +96,15 @@ impl Config {
         if self.limits.max_messages == 0 {
             return fail("max-messages must be at least 1");
         }
+        if self.longpoll.timeout < Duration::from_secs(1) {
+            return fail("longpoll-timeout must be at least 1 second");
+        }
+        if self.longpoll.max_timeout < Duration::from_secs(1) {
+            return fail("longpoll-max-timeout must be at least 1 second");
+        }
+        if self.longpoll.timeout > self.longpoll.max_timeout {
+            return fail("longpoll-timeout must not exceed longpoll-max-timeout");
+        }
         if self.max_batch == 0 {
             return fail("max-batch must be at least 1");
         }
@@ -127,5 +140,27 @@ mod tests {
         c.history.max_bytes = c.max_body;
         let e = c.validate().unwrap_err();
         assert!(e.0.contains("history-bytes"));
+    }
+
+    #[test]
+    fn longpoll_hold_times_are_checked() {
+        let secs = Duration::from_secs;
+        let with = |timeout, max_timeout| Config {
+            longpoll: herald_longpoll::Config {
+                timeout,
+                max_timeout,
+            },
+            ..Config::default()
+        };
+        with(secs(1), secs(1)).validate().unwrap();
+        for (c, option) in [
+            (with(secs(0), secs(55)), "longpoll-timeout"),
+            (with(secs(0), secs(0)), "longpoll-timeout"),
+            (with(secs(1), secs(0)), "longpoll-max-timeout"),
+            (with(secs(56), secs(55)), "longpoll-timeout must not exceed"),
+        ] {
+            let e = c.validate().unwrap_err();
+            assert!(e.0.contains(option), "{e}");
+        }
     }
 }
