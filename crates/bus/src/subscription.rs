@@ -114,7 +114,10 @@ impl Reader {
                 Start::Last(n) => {
                     let page = self.engine.read(channel, 0, 0).await?;
                     let back = page.last.saturating_sub(*n as u64);
-                    (back.max(page.oldest - 1).max(page.origin), false)
+                    (
+                        back.max(page.oldest.saturating_sub(1)).max(page.origin),
+                        false,
+                    )
                 }
             };
             self.slots.push(Slot {
@@ -211,13 +214,13 @@ impl Reader {
             from = page.origin;
             page = self.engine.read(&slot.channel, 0, limit).await?;
         }
-        if from + 1 < page.oldest {
+        if from.saturating_add(1) < page.oldest {
             gap = true;
         }
         Ok(SlotRead {
             messages: page.messages,
             gap,
-            base: from.max(page.oldest - 1),
+            base: from.max(page.oldest.saturating_sub(1)),
         })
     }
 }

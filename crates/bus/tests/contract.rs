@@ -955,11 +955,89 @@ async fn the_sweeper_drops_channels_with_no_subscribers_and_no_live_history() {
     assert_eq!(engine.channel_count(), 0, "dead channels are forgotten");
 
     // Looking at a dead channel does not bring it back.
-    assert_eq!(bus.info(&dead).await.unwrap(), Default::default());
+    let info = bus.info(&dead).await.unwrap();
+    assert_eq!(
+        (info.retained, info.subscribers, info.first_id),
+        (0, 0, None)
+    );
+    assert!(
+        info.last_id.is_some(),
+        "the tombstone remembers the last id"
+    );
     assert!(
         read(&bus, from_ref(&dead), Start::Last(10))
             .await
             .is_empty()
     );
     assert_eq!(engine.channel_count(), 0);
+}
+
+// ---- tombstones ----------------------------------------------------------------------
+
+/// A client that saw nothing of a channel's first run (position before its
+/// first message) and comes back after that run expired and was swept must
+/// still be told it missed messages, also once the channel lives again.
+#[tokio::test(start_paused = true)]
+async fn a_swept_channel_still_reports_what_a_returning_client_missed() {
+    let engine = MemoryEngine::new(Config {
+        max_age: Duration::from_millis(200),
+        ..Config::default()
+    });
+    let bus = Bus::new(engine.clone());
+    let c = ch("quiet");
+    let before = cursor_now(&bus, from_ref(&c)).await;
+    let seen = publish(&bus, &c, 2).await;
+    let mid = bus.cursor_after(&seen[0].message);
+    std::thread::sleep(Duration::from_millis(250));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(engine.channel_count(), 0, "swept");
+
+    // While the channel is gone: both cursors missed something.
+    for cursor in [&before, &mid] {
+        let batch = bus
+            .read(from_ref(&c), &Start::From(cursor.clone()), 10)
+            .await
+            .unwrap();
+        assert!(batch.messages.is_empty());
+        assert_eq!(batch.gaps, [c.clone()]);
+    }
+    // A cursor that saw everything missed nothing.
+    let last = bus.cursor_after(&seen[1].message);
+    let batch = bus
+        .read(from_ref(&c), &Start::From(last.clone()), 10)
+        .await
+        .unwrap();
+    assert!(batch.gaps.is_empty());
+
+    // The channel comes back: ids continue, and only the clients that
+    // missed messages are told so.
+    let again = publish(&bus, &c, 1).await;
+    assert_eq!(again[0].message.id, seen[1].message.id + 1);
+    let batch = bus
+        .read(from_ref(&c), &Start::From(before), 10)
+        .await
+        .unwrap();
+    assert_eq!(batch.gaps, [c.clone()]);
+    assert_eq!(ids(&batch.messages), [again[0].message.id]);
+    let batch = bus
+        .read(from_ref(&c), &Start::From(last), 10)
+        .await
+        .unwrap();
+    assert!(batch.gaps.is_empty());
+    assert_eq!(ids(&batch.messages), [again[0].message.id]);
+}
+
+#[tokio::test]
+async fn a_poller_learns_of_a_delete_as_a_gap() {
+    let bus = Bus::memory(Config::default());
+    let c = ch("deleted");
+    let before = cursor_now(&bus, from_ref(&c)).await;
+    publish(&bus, &c, 3).await;
+    assert!(bus.delete(&c).await.unwrap());
+    let batch = bus
+        .read(from_ref(&c), &Start::From(before), 10)
+        .await
+        .unwrap();
+    assert!(batch.messages.is_empty());
+    assert_eq!(batch.gaps, [c.clone()]);
 }
