@@ -999,7 +999,7 @@ async fn a_swept_channel_still_reports_what_a_returning_client_missed() {
             .await
             .unwrap();
         assert!(batch.messages.is_empty());
-        assert_eq!(batch.gaps, [c.clone()]);
+        assert_eq!(batch.gaps, std::slice::from_ref(&c));
     }
     // A cursor that saw everything missed nothing.
     let last = bus.cursor_after(&seen[1].message);
@@ -1017,7 +1017,7 @@ async fn a_swept_channel_still_reports_what_a_returning_client_missed() {
         .read(from_ref(&c), &Start::From(before), 10)
         .await
         .unwrap();
-    assert_eq!(batch.gaps, [c.clone()]);
+    assert_eq!(batch.gaps, std::slice::from_ref(&c));
     assert_eq!(ids(&batch.messages), [again[0].message.id]);
     let batch = bus
         .read(from_ref(&c), &Start::From(last), 10)
@@ -1039,5 +1039,5 @@ async fn a_poller_learns_of_a_delete_as_a_gap() {
         .await
         .unwrap();
     assert!(batch.messages.is_empty());
-    assert_eq!(batch.gaps, [c.clone()]);
+    assert_eq!(batch.gaps, std::slice::from_ref(&c));
 }
