@@ -41,6 +41,15 @@ fn invalid_configuration_exits_non_zero_naming_the_option() {
     let out = herald(&["--history-bytes", "10"], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("history-bytes"));
+    for zero in [
+        "--header-read-timeout",
+        "--request-timeout",
+        "--drain-timeout",
+    ] {
+        let out = herald(&[zero, "0"], &[]);
+        assert_eq!(out.status.code(), Some(2), "{zero} 0");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&zero[2..]));
+    }
     let out = herald(&["--max-body", "lots"], &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--max-body"));

@@ -25,7 +25,7 @@ const VERSION: u8 = 1;
 const MAX_TEXT: usize = 8 * 1024;
 
 /// A position in one or more channels.
-#[derive(Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Cursor {
     pub(crate) epoch: u64,
     /// `(channel hash, position, stale)`; `stale` marks a position that came

@@ -72,6 +72,8 @@ struct Inner {
     /// above it, so a channel deleted and created again never reuses an id
     /// that a client may still hold in a cursor.
     floor: AtomicU64,
+    /// Publish order across channels (see `Message::with_order`).
+    order: AtomicU64,
 }
 
 #[derive(Default)]
@@ -178,6 +180,7 @@ impl MemoryEngine {
             config,
             channels: RwLock::new(Channels::default()),
             floor: AtomicU64::new(0),
+            order: AtomicU64::new(0),
         });
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let period = (inner.config.max_age / 4)
@@ -237,7 +240,8 @@ impl MemoryEngine {
             };
             h.last = id;
             self.inner.floor.fetch_max(id, Ordering::Relaxed);
-            let message = Arc::new(Message::new(draft, id, now));
+            let order = self.inner.order.fetch_add(1, Ordering::Relaxed);
+            let message = Arc::new(Message::new(draft, id, now).with_order(order));
             h.bytes += message.size();
             h.messages.push_back(message.clone());
             h.prune(&self.inner.config, now);

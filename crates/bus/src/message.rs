@@ -114,6 +114,9 @@ pub struct Message {
     pub payload: Payload,
     /// Publish time, milliseconds since the Unix epoch.
     pub time: u64,
+    /// Publish order across channels within one engine, for merging
+    /// channels whose messages share a millisecond (0 when unknown).
+    order: u64,
     /// One cached encoding per [`Encoding`] type. A handful at most (one per
     /// transport wire format), so a short vector beats a map.
     frames: Mutex<Vec<(TypeId, Bytes)>>,
@@ -128,8 +131,23 @@ impl Message {
             event: draft.event,
             payload: draft.payload,
             time,
+            order: 0,
             frames: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Sets the engine-wide publish order, which breaks ties between
+    /// channels when a multi-channel subscription merges messages of the
+    /// same millisecond.
+    pub fn with_order(mut self, order: u64) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// Key that orders messages of different channels: publish time, then
+    /// publish order.
+    pub(crate) fn merge_key(&self) -> (u64, u64) {
+        (self.time, self.order)
     }
 
     /// The message encoded by `E`, computed on first use and shared by every

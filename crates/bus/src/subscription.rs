@@ -243,7 +243,7 @@ fn merge(reads: &[SlotRead], limit: usize) -> Vec<Arc<Message>> {
     while out.len() < total {
         let next = (0..reads.len())
             .filter(|&i| heads[i] < reads[i].messages.len())
-            .min_by_key(|&i| reads[i].messages[heads[i]].time);
+            .min_by_key(|&i| reads[i].messages[heads[i]].merge_key());
         let Some(i) = next else { break };
         out.push(reads[i].messages[heads[i]].clone());
         heads[i] += 1;

@@ -1041,3 +1041,29 @@ async fn a_poller_learns_of_a_delete_as_a_gap() {
     assert!(batch.messages.is_empty());
     assert_eq!(batch.gaps, std::slice::from_ref(&c));
 }
+
+/// One batch shares one publish millisecond; merging channels must still
+/// follow publish order.
+#[tokio::test]
+async fn channels_merge_in_publish_order_within_a_millisecond() {
+    let bus = Bus::memory(Config::default());
+    let (a, b) = (ch("a"), ch("b"));
+    let both = [a.clone(), b.clone()];
+    let start = cursor_now(&bus, &both).await;
+    let draft = |c: &ChannelName, d: &str| Draft {
+        channel: c.clone(),
+        event: None,
+        payload: Payload::text(d.to_string()).unwrap(),
+    };
+    bus.publish(vec![
+        draft(&b, "b1"),
+        draft(&a, "a1"),
+        draft(&b, "b2"),
+        draft(&a, "a2"),
+    ])
+    .await
+    .unwrap();
+    let batch = read(&bus, &both, Start::From(start)).await;
+    let data: Vec<&str> = batch.messages.iter().map(|m| m.payload.as_str()).collect();
+    assert_eq!(data, ["b1", "a1", "b2", "a2"]);
+}

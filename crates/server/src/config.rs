@@ -82,7 +82,7 @@ impl Config {
         if self.history.max_messages == 0 {
             return fail("history-messages must be at least 1");
         }
-        if self.history.max_bytes < self.max_body + 64 + 64 {
+        if self.history.max_bytes < self.max_body.saturating_add(128) {
             return fail(
                 "history-bytes must exceed max-body by at least 128 bytes, so that every accepted message can be stored",
             );
@@ -108,8 +108,20 @@ impl Config {
         if self.max_batch == 0 {
             return fail("max-batch must be at least 1");
         }
-        if self.max_connections == 0 {
-            return fail("max-connections must be at least 1");
+        if self.max_connections == 0 || self.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
+            return fail("max-connections must be between 1 and 2^61");
+        }
+        for (name, value) in [
+            ("header-read-timeout", self.header_read_timeout),
+            ("request-timeout", self.request_timeout),
+            ("drain-timeout", self.drain_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError(format!("{name} must be at least 1 second")));
+            }
+        }
+        if self.cors_origins.is_empty() {
+            return fail("cors-origins must name at least one origin, or `*`");
         }
         if self.publish_token.as_deref() == Some("") {
             return fail("publish-token must not be empty when set");
