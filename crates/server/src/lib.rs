@@ -72,7 +72,7 @@ impl Herald {
             limits: config.limits.clone(),
             shutdown: shutdown.clone(),
         };
-        let public = public::Public::new(ctx, tasks.clone());
+        let public = public::Public::new(ctx, tasks.clone(), &config);
         let internal = internal::Internal::new(bus.clone(), &config);
         Ok(Herald {
             inner: Arc::new(Inner {

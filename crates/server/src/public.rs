@@ -4,17 +4,26 @@
 
 use herald_http::{Body, Context, Error, json};
 use herald_poll::Poll;
+use herald_sse::Sse;
 use http::{Method, Request, Response, StatusCode};
+
+use crate::Config;
 
 /// The public routes, before tower layers.
 pub(crate) struct Public {
     poll: Poll,
+    sse: Sse,
 }
 
 impl Public {
-    pub(crate) fn new(ctx: Context, _tasks: tokio_util::task::TaskTracker) -> Self {
+    pub(crate) fn new(
+        ctx: Context,
+        _tasks: tokio_util::task::TaskTracker,
+        config: &Config,
+    ) -> Self {
         Public {
             poll: Poll::new(ctx.clone()),
+            sse: Sse::new(ctx.clone(), config.sse.clone()),
         }
     }
 
@@ -29,7 +38,8 @@ impl Public {
         match (segments.next(), segments.next()) {
             (Some("healthz"), None) if is_get => json(StatusCode::OK, r#"{"status":"ok"}"#),
             (Some("poll"), Some(list)) if is_get => self.poll.handle(&req, list).await,
-            (Some("healthz"), None) | (Some("poll"), Some(_)) => {
+            (Some("sse"), Some(list)) if is_get => self.sse.handle(&req, list).await,
+            (Some("healthz"), None) | (Some("poll" | "sse"), Some(_)) => {
                 Error::method_not_allowed().into_response()
             }
             _ => Error::not_found().into_response(),
