@@ -61,9 +61,12 @@ impl Server {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("herald did not report its listeners"));
+            let Ok(line) = rx.recv_timeout(left) else {
+                // Reap it rather than leave a zombie behind the panic.
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("herald did not report its listeners");
+            };
             if line.contains("herald listening") {
                 let addr = |key: &str| -> SocketAddr {
                     let at = line.find(key).expect("address in log") + key.len();
@@ -187,4 +190,29 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The `node` binary, once it and the npm packages of `tests/js` are
+/// installed (`npm ci --prefix tests/js`). Without either, a test skips
+/// with a loud message, or fails when running in CI.
+pub fn need_node_packages() -> Option<std::path::PathBuf> {
+    let node = need("node")?;
+    let modules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js/node_modules");
+    if !modules.is_dir() {
+        if required() {
+            panic!("tests/js/node_modules is required in CI; run `npm ci --prefix tests/js`");
+        }
+        eprintln!(
+            "\n*** SKIPPED: tests/js/node_modules missing; run `npm ci --prefix tests/js` to run this test ***\n"
+        );
+        return None;
+    }
+    Some(node)
+}
+
+/// A script of `tests/js`, by file name.
+pub fn js_script(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/js")
+        .join(name)
 }
