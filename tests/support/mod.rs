@@ -226,3 +226,28 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The `node` binary, once it and the npm packages of `tests/js` are
+/// installed (`npm ci --prefix tests/js`). Without either, a test skips
+/// with a loud message, or fails when running in CI.
+pub fn need_node_packages() -> Option<std::path::PathBuf> {
+    let node = need("node")?;
+    let modules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js/node_modules");
+    if !modules.is_dir() {
+        if required() {
+            panic!("tests/js/node_modules is required in CI; run `npm ci --prefix tests/js`");
+        }
+        eprintln!(
+            "\n*** SKIPPED: tests/js/node_modules missing; run `npm ci --prefix tests/js` to run this test ***\n"
+        );
+        return None;
+    }
+    Some(node)
+}
+
+/// A script of `tests/js`, by file name.
+pub fn js_script(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/js")
+        .join(name)
+}

@@ -84,6 +84,25 @@ impl Cursor {
         Some(out)
     }
 
+    /// The cursor that resumes `message`'s channel right after it, in the
+    /// epoch the message was stored in.
+    pub fn after(message: &crate::Message) -> Cursor {
+        let mut c = Cursor::new(message.epoch());
+        c.set(&message.channel, message.id);
+        c
+    }
+
+    /// Moves this cursor's position in `message`'s channel to `message`
+    /// (the position after it). Used to give each message of a
+    /// multi-channel batch the cursor that resumes right after it.
+    pub fn advance(&mut self, message: &crate::Message) {
+        let hash = message.channel.stable_hash();
+        match self.entries.iter_mut().find(|(k, _, _)| *k == hash) {
+            Some(e) => *e = (hash, message.id, false),
+            None => self.entries.push((hash, message.id, false)),
+        }
+    }
+
     /// The epoch this cursor was issued in.
     pub fn epoch(&self) -> u64 {
         self.epoch

@@ -241,7 +241,8 @@ impl MemoryEngine {
             h.last = id;
             self.inner.floor.fetch_max(id, Ordering::Relaxed);
             let order = self.inner.order.fetch_add(1, Ordering::Relaxed);
-            let message = Arc::new(Message::new(draft, id, now).with_order(order));
+            let message =
+                Arc::new(Message::new(draft, id, now, self.inner.epoch).with_order(order));
             h.bytes += message.size();
             h.messages.push_back(message.clone());
             h.prune(&self.inner.config, now);

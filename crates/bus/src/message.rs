@@ -117,14 +117,18 @@ pub struct Message {
     /// Publish order across channels within one engine, for merging
     /// channels whose messages share a millisecond (0 when unknown).
     order: u64,
+    /// The epoch of the store that assigned the id, so that the message
+    /// alone yields its cursor ([`Cursor::after`](crate::Cursor::after)).
+    epoch: u64,
     /// One cached encoding per [`Encoding`] type. A handful at most (one per
     /// transport wire format), so a short vector beats a map.
     frames: Mutex<Vec<(TypeId, Bytes)>>,
 }
 
 impl Message {
-    /// Builds a stored message. Engines call this once they assigned the id.
-    pub fn new(draft: Draft, id: u64, time: u64) -> Self {
+    /// Builds a stored message. Engines call this once they assigned the id,
+    /// passing their epoch.
+    pub fn new(draft: Draft, id: u64, time: u64, epoch: u64) -> Self {
         Message {
             channel: draft.channel,
             id,
@@ -132,6 +136,7 @@ impl Message {
             payload: draft.payload,
             time,
             order: 0,
+            epoch,
             frames: Mutex::new(Vec::new()),
         }
     }
@@ -142,6 +147,11 @@ impl Message {
     pub fn with_order(mut self, order: u64) -> Self {
         self.order = order;
         self
+    }
+
+    /// The epoch of the store that assigned the id.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Key that orders messages of different channels: publish time, then
@@ -236,6 +246,7 @@ mod tests {
             },
             1,
             0,
+            7,
         )
     }
 

@@ -60,12 +60,7 @@ impl LongPoll {
 /// The answer when the hold ends without news: no messages and the
 /// position the request started from, so the client simply sends it again.
 fn nothing(cursor: herald_bus::Cursor) -> Batch {
-    Batch {
-        messages: Vec::new(),
-        gaps: Vec::new(),
-        gone: Vec::new(),
-        cursor,
-    }
+    Batch::unchanged(cursor)
 }
 
 #[cfg(test)]

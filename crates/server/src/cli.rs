@@ -79,6 +79,12 @@ options! {
     drain_timeout: u64 = "HERALD_DRAIN_TIMEOUT",
     /// Comma-separated origins allowed by CORS on the public listener, or `*` [default: *].
     cors_origins: String = "HERALD_CORS_ORIGINS",
+    /// Milliseconds an SSE client waits before reconnecting (sent as `retry:`) [default: 3000].
+    sse_retry: u64 = "HERALD_SSE_RETRY",
+    /// Seconds of silence after which an SSE stream gets a heartbeat comment [default: 15].
+    sse_heartbeat: u64 = "HERALD_SSE_HEARTBEAT",
+    /// Seconds after which an SSE stream ends so that the client reconnects; 0 = never [default: 0].
+    sse_max_lifetime: u64 = "HERALD_SSE_MAX_LIFETIME",
 }
 
 impl Args {
@@ -163,6 +169,47 @@ impl Args {
                 .filter(|s| !s.is_empty())
                 .collect();
         }
+        if let Some(v) = self.sse_retry {
+            c.sse.retry = Duration::from_millis(v);
+        }
+        if let Some(v) = self.sse_heartbeat {
+            c.sse.heartbeat = secs(v);
+        }
+        if let Some(v) = self.sse_max_lifetime {
+            c.sse.max_lifetime = (v > 0).then(|| secs(v));
+        }
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(args: &[&str]) -> Result<Config, ConfigError> {
+        let argv = std::iter::once("herald").chain(args.iter().copied());
+        Args::try_parse_from(argv).unwrap().resolve()
+    }
+
+    #[test]
+    fn sse_options() {
+        let c = resolve(&[]).unwrap();
+        assert_eq!(c.sse, herald_sse::Config::default());
+        let c = resolve(&[
+            "--sse-retry",
+            "250",
+            "--sse-heartbeat",
+            "2",
+            "--sse-max-lifetime",
+            "60",
+        ])
+        .unwrap();
+        assert_eq!(c.sse.retry, Duration::from_millis(250));
+        assert_eq!(c.sse.heartbeat, Duration::from_secs(2));
+        assert_eq!(c.sse.max_lifetime, Some(Duration::from_secs(60)));
+        let c = resolve(&["--sse-max-lifetime", "0"]).unwrap();
+        assert_eq!(c.sse.max_lifetime, None, "0 means no limit");
+        let e = resolve(&["--sse-heartbeat", "0"]).unwrap_err();
+        assert!(e.0.contains("sse-heartbeat"), "{e}");
     }
 }

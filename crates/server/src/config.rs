@@ -47,6 +47,9 @@ pub struct Config {
     /// Origins allowed to subscribe cross-origin (CORS) on the public
     /// listener; `*` allows any. Default `*`.
     pub cors_origins: Vec<String>,
+    /// Server-Sent Events: reconnection delay (default 3 s), heartbeat
+    /// (default 15 s) and maximum stream lifetime (default none).
+    pub sse: herald_sse::Config,
 }
 
 impl Default for Config {
@@ -65,6 +68,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
             cors_origins: vec!["*".into()],
+            sse: herald_sse::Config::default(),
         }
     }
 }
@@ -122,6 +126,16 @@ impl Config {
         }
         if self.cors_origins.is_empty() {
             return fail("cors-origins must name at least one origin, or `*`");
+        }
+        if self.sse.heartbeat < Duration::from_secs(1) {
+            return fail("sse-heartbeat must be at least 1 second");
+        }
+        if self
+            .sse
+            .max_lifetime
+            .is_some_and(|d| d < Duration::from_secs(1))
+        {
+            return fail("sse-max-lifetime must be 0 (no limit) or at least 1 second");
         }
         if self.publish_token.as_deref() == Some("") {
             return fail("publish-token must not be empty when set");

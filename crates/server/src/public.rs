@@ -5,6 +5,7 @@
 use herald_http::{Body, Context, Error, json};
 use herald_longpoll::LongPoll;
 use herald_poll::Poll;
+use herald_sse::Sse;
 use http::{Method, Request, Response, StatusCode};
 
 use crate::Config;
@@ -13,6 +14,7 @@ use crate::Config;
 pub(crate) struct Public {
     poll: Poll,
     longpoll: LongPoll,
+    sse: Sse,
 }
 
 impl Public {
@@ -24,6 +26,7 @@ impl Public {
         Public {
             poll: Poll::new(ctx.clone()),
             longpoll: LongPoll::new(ctx.clone(), config.longpoll.clone()),
+            sse: Sse::new(ctx.clone(), config.sse.clone()),
         }
     }
 
@@ -39,7 +42,8 @@ impl Public {
             (Some("healthz"), None) if is_get => json(StatusCode::OK, r#"{"status":"ok"}"#),
             (Some("poll"), Some(list)) if is_get => self.poll.handle(&req, list).await,
             (Some("longpoll"), Some(list)) if is_get => self.longpoll.handle(&req, list).await,
-            (Some("healthz"), None) | (Some("poll" | "longpoll"), Some(_)) => {
+            (Some("sse"), Some(list)) if is_get => self.sse.handle(&req, list).await,
+            (Some("healthz"), None) | (Some("poll" | "longpoll" | "sse"), Some(_)) => {
                 Error::method_not_allowed().into_response()
             }
             _ => Error::not_found().into_response(),
