@@ -203,11 +203,13 @@ pub fn required() -> bool {
 /// Finds `program` on the PATH. Without it, a test skips with a loud
 /// message, or fails when running in CI.
 pub fn need(program: &str) -> Option<std::path::PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(program))
-            .find(|p| p.is_file())
-    });
+    // Daemons such as nginx live in sbin, which a non-root PATH may lack.
+    let sbin = ["/usr/local/sbin", "/usr/sbin", "/sbin"].map(std::path::PathBuf::from);
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(sbin)
+        .map(|p| p.join(program))
+        .find(|p| p.is_file());
     if found.is_none() {
         if required() {
             panic!("{program} is required in CI but was not found on PATH");
