@@ -281,8 +281,8 @@ where
         if !batch.gaps.is_empty() {
             self.text(frame::gap(&batch.gaps, GapReason::History))?;
         }
-        for f in frame::message_frames(&self.ctx.bus, &batch.messages) {
-            self.text(f)?;
+        for m in &batch.messages {
+            self.text(frame::message(m))?;
         }
         if !batch.gone.is_empty() {
             self.text(frame::gap(&batch.gone, GapReason::Deleted))?;
@@ -369,19 +369,24 @@ mod tests {
         task: JoinHandle<()>,
     }
 
+    /// A context over a new in-memory bus keeping `history` messages per
+    /// channel.
+    fn context(history: usize) -> Context {
+        Context {
+            bus: Bus::memory(herald_bus::Config {
+                max_messages: history,
+                ..Default::default()
+            }),
+            limits: Limits::default(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
     /// A server connection on one end of an in-memory pipe of `pipe`
     /// bytes, a client on the other.
     async fn harness(config: Config, history: usize, pipe: usize) -> Harness {
-        let bus = Bus::memory(herald_bus::Config {
-            max_messages: history,
-            ..Default::default()
-        });
-        let shutdown = CancellationToken::new();
-        let ctx = Context {
-            bus: bus.clone(),
-            limits: Limits::default(),
-            shutdown: shutdown.clone(),
-        };
+        let ctx = context(history);
+        let (bus, shutdown) = (ctx.bus.clone(), ctx.shutdown.clone());
         let (a, b) = tokio::io::duplex(pipe);
         let server = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
         let client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
@@ -487,24 +492,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_peer_that_never_pongs_is_closed_after_the_timeout() {
         let config = Config::default();
-        let bus = Bus::memory(herald_bus::Config::default());
-        let ctx = Context {
-            bus: bus.clone(),
-            limits: Limits::default(),
-            shutdown: CancellationToken::new(),
-        };
+        let ctx = context(10);
+        let sub = ctx.bus.empty_subscription();
         // The client end stays raw: it reads nothing, so it answers nothing.
         let (a, mut raw) = tokio::io::duplex(1 << 16);
         let server = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
         let start = Instant::now();
-        serve(
-            server,
-            bus.empty_subscription(),
-            None,
-            ctx,
-            Arc::new(config.clone()),
-        )
-        .await;
+        serve(server, sub, None, ctx, Arc::new(config.clone())).await;
         let took = start.elapsed();
         assert!(
             took >= config.ping_interval + config.ping_timeout,

@@ -5,12 +5,12 @@
 //! add a `ref` (any string) that the server echoes in its reply. This module
 //! is pure: it knows nothing of sockets, subscriptions or limits other than
 //! the ones it is handed. The `message` frame is built here too, once per
-//! message and shared by every connection (see [`message_frames`]).
+//! message and shared by every connection (see [`message`]).
 
-use std::{cell::RefCell, fmt::Write as _, sync::Arc};
+use std::fmt::Write as _;
 
 use bytes::Bytes;
-use herald_bus::{Bus, ChannelName, Cursor, Encoding, Message, Start};
+use herald_bus::{ChannelName, Cursor, Encoding, Message, Start};
 use herald_http::{message_fields, write_json_str};
 use serde_json::{Map, Value};
 
@@ -267,18 +267,11 @@ pub(crate) fn pong(reference: Option<&str>) -> Bytes {
     Bytes::from(out)
 }
 
-thread_local! {
-    /// The bus whose epoch the `message` frames being built name in their
-    /// cursors. [`Encoding::encode`] sees only the message, and a cursor
-    /// needs the engine's epoch too; [`message_frames`] sets this around its
-    /// synchronous encoding loop and clears it after, so it is never read
-    /// across an `.await` or by another connection.
-    static ENCODING_BUS: RefCell<Option<Bus>> = const { RefCell::new(None) };
-}
-
 /// `{"type":"message","channel":..,"id":..,"event":..,"data":..,"time":..,
 /// "cursor":".."}`, cached in the message: built by the first connection
-/// that sends it, shared by all the others.
+/// that sends it, shared by all the others. The cursor resumes the
+/// message's channel right after it ([`Cursor::after`]), the same for every
+/// connection, so it belongs in the shared frame.
 struct MessageFrame;
 
 impl Encoding for MessageFrame {
@@ -286,32 +279,21 @@ impl Encoding for MessageFrame {
         let mut out = String::with_capacity(m.payload.len() + 160);
         out.push_str("{\"type\":\"message\",");
         message_fields(&mut out, m);
-        ENCODING_BUS.with(|bus| {
-            if let Some(bus) = bus.borrow().as_ref() {
-                let _ = write!(out, ",\"cursor\":\"{}\"", bus.cursor_after(m));
-            }
-        });
-        out.push('}');
+        let _ = write!(out, ",\"cursor\":\"{}\"}}", Cursor::after(m));
         Bytes::from(out)
     }
 }
 
-/// The `message` frames of `messages`, each encoded once per message (not
-/// per connection) with the cursor that resumes its channel right after it.
-pub(crate) fn message_frames(bus: &Bus, messages: &[Arc<Message>]) -> Vec<Bytes> {
-    ENCODING_BUS.with(|b| *b.borrow_mut() = Some(bus.clone()));
-    let frames = messages
-        .iter()
-        .map(|m| m.encoded::<MessageFrame>())
-        .collect();
-    ENCODING_BUS.with(|b| *b.borrow_mut() = None);
-    frames
+/// The `message` frame of `m`, encoded once per message (not per
+/// connection).
+pub(crate) fn message(m: &Message) -> Bytes {
+    m.encoded::<MessageFrame>()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_bus::{Config, Draft, Payload};
+    use herald_bus::{Bus, Config, Draft, Payload};
     use proptest::prelude::*;
 
     fn ch(n: &str) -> ChannelName {
@@ -431,14 +413,16 @@ mod tests {
         assert_eq!(code(r#"{"type":"ping","ref":3}"#), "invalid_frame");
     }
 
-    #[test]
-    fn server_frames_are_json() {
+    #[tokio::test]
+    async fn server_frames_are_json() {
         let r = Refusal::new("invalid_json", "bad \"quote\"");
+        let cursor = Bus::memory(Config::default())
+            .subscribe(&[ch("a")], &Start::Now)
+            .await
+            .unwrap()
+            .cursor();
         for (bytes, kind) in [
-            (
-                subscribed(Some("x"), &[ch("a")], &Cursor::default()),
-                "subscribed",
-            ),
+            (subscribed(Some("x"), &[ch("a")], &cursor), "subscribed"),
             (unsubscribed(None, &[ch("a"), ch("b")]), "unsubscribed"),
             (gap(&[ch("a")], GapReason::Deleted), "gap"),
             (error(Some("\n"), &r), "error"),
@@ -463,11 +447,10 @@ mod tests {
             }])
             .await
             .unwrap();
-        let messages = vec![p[0].message.clone()];
-        let a = message_frames(&bus, &messages);
-        let b = message_frames(&bus, &messages);
-        assert_eq!(a[0].as_ptr(), b[0].as_ptr(), "shared, not re-encoded");
-        let v: Value = serde_json::from_slice(&a[0]).unwrap();
+        let a = message(&p[0].message);
+        let b = message(&p[0].message);
+        assert_eq!(a.as_ptr(), b.as_ptr(), "shared, not re-encoded");
+        let v: Value = serde_json::from_slice(&a).unwrap();
         assert_eq!(v["type"], "message");
         assert_eq!(v["channel"], "news");
         assert_eq!(v["data"]["k"], 1);
