@@ -34,7 +34,6 @@ impl Server {
     /// Starts herald with extra arguments and environment variables.
     // The child is waited for in `Drop` (and in `terminate`), which the lint
     // cannot see.
-    #[allow(clippy::zombie_processes)]
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
         cmd.args([
