@@ -188,3 +188,11 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+pub mod redis;
+
+/// A fresh `redis-server` on a free port, or `None` (a loud skip, or a
+/// failure in CI) when it is not installed.
+pub fn redis() -> Option<redis::RedisServer> {
+    need("redis-server").map(|program| redis::RedisServer::start(&program))
+}
