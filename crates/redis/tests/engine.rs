@@ -115,6 +115,25 @@ async fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// Two instances on `redis`, a subscriber to channel `c` on the second
+/// that already received one message published on the first.
+async fn two_instances_and_a_subscriber(
+    redis: &RedisServer,
+) -> (Bus, Bus, ChannelName, Subscription) {
+    let (a, b) = (
+        bus(redis, default_bounds()).await,
+        bus(redis, default_bounds()).await,
+    );
+    let c = ch("c");
+    let mut sub = b
+        .subscribe(std::slice::from_ref(&c), &Start::Now)
+        .await
+        .unwrap();
+    publish(&a, &c, "first").await;
+    assert_eq!(data(&collect(&mut sub, 1).await), ["first"]);
+    (a, b, c, sub)
+}
+
 fn default_bounds() -> herald_bus::Config {
     herald_bus::Config::default()
 }
@@ -128,8 +147,14 @@ async fn two_instances_share_one_order_and_history() {
     );
     assert_eq!(a.epoch(), b.epoch(), "the epoch lives in Redis");
     let c = ch("c");
-    let mut on_a = a.subscribe(&[c.clone()], &Start::Now).await.unwrap();
-    let mut on_b = b.subscribe(&[c.clone()], &Start::Now).await.unwrap();
+    let mut on_a = a
+        .subscribe(std::slice::from_ref(&c), &Start::Now)
+        .await
+        .unwrap();
+    let mut on_b = b
+        .subscribe(std::slice::from_ref(&c), &Start::Now)
+        .await
+        .unwrap();
     let mut sent = Vec::new();
     for i in 0..60 {
         let via = if i % 2 == 0 { &a } else { &b };
@@ -145,13 +170,19 @@ async fn two_instances_share_one_order_and_history() {
     }
     // Either instance reads the same history, and a cursor from one
     // resumes on the other.
-    let from_a = a.read(&[c.clone()], &Start::Last(10), 100).await.unwrap();
-    let from_b = b.read(&[c.clone()], &Start::Last(10), 100).await.unwrap();
+    let from_a = a
+        .read(std::slice::from_ref(&c), &Start::Last(10), 100)
+        .await
+        .unwrap();
+    let from_b = b
+        .read(std::slice::from_ref(&c), &Start::Last(10), 100)
+        .await
+        .unwrap();
     assert_eq!(data(&from_a.messages), data(&from_b.messages));
     assert_eq!(from_a.messages.len(), 10);
     let cursor = a.cursor_after(&sent[49]);
     let rest = b
-        .read(&[c.clone()], &Start::From(cursor), 100)
+        .read(std::slice::from_ref(&c), &Start::From(cursor), 100)
         .await
         .unwrap();
     assert_eq!(data(&rest.messages), expected[50..]);
@@ -163,7 +194,11 @@ async fn history_is_bounded_by_count_bytes_and_age_with_gaps_reported() {
     let Some(redis) = redis() else { return };
     let b = bus(&redis, bounds(3, 1 << 20, Duration::from_secs(60))).await;
     let c = ch("count");
-    let before = b.read(&[c.clone()], &Start::Now, 10).await.unwrap().cursor;
+    let before = b
+        .read(std::slice::from_ref(&c), &Start::Now, 10)
+        .await
+        .unwrap()
+        .cursor;
     let sent = b
         .publish((0..5).map(|i| draft(&c, &i.to_string())).collect())
         .await
@@ -173,11 +208,15 @@ async fn history_is_bounded_by_count_bytes_and_age_with_gaps_reported() {
     assert_eq!(info.first_id, Some(sent[2].message.id));
     assert_eq!(info.last_id, Some(sent[4].message.id));
     let late = b
-        .read(&[c.clone()], &Start::From(before), 10)
+        .read(std::slice::from_ref(&c), &Start::From(before), 10)
         .await
         .unwrap();
     assert_eq!(data(&late.messages), ["2", "3", "4"]);
-    assert_eq!(late.gaps, [c.clone()], "missed messages are a gap");
+    assert_eq!(
+        late.gaps,
+        std::slice::from_ref(&c),
+        "missed messages are a gap"
+    );
 
     let b = bus(&redis, bounds(100, 3 * (64 + 10), Duration::from_secs(60))).await;
     let c = ch("bytes");
@@ -217,7 +256,7 @@ async fn delete_on_one_instance_ends_subscriptions_on_all_and_ids_are_never_reus
     assert_eq!(b.info(&c).await.unwrap().subscribers, 1);
     assert!(a.delete(&c).await.unwrap());
     let batch = next(&mut sub).await;
-    assert_eq!(batch.gone, [c.clone()]);
+    assert_eq!(batch.gone, std::slice::from_ref(&c));
     assert_eq!(sub.channels().collect::<Vec<_>>(), [&other]);
     let again = publish(&a, &c, "b").await;
     assert!(
@@ -233,14 +272,7 @@ async fn delete_on_one_instance_ends_subscriptions_on_all_and_ids_are_never_reus
 #[tokio::test]
 async fn a_redis_that_lost_its_data_is_a_new_epoch_and_subscribers_see_a_gap() {
     let Some(redis) = redis() else { return };
-    let (a, b) = (
-        bus(&redis, default_bounds()).await,
-        bus(&redis, default_bounds()).await,
-    );
-    let c = ch("c");
-    let mut sub = b.subscribe(&[c.clone()], &Start::Now).await.unwrap();
-    publish(&a, &c, "before").await;
-    collect(&mut sub, 1).await;
+    let (a, b, c, mut sub) = two_instances_and_a_subscriber(&redis).await;
     let old = b.epoch();
     redis.command(&["FLUSHALL"]);
     wait_until("both instances see the new epoch", || {
@@ -251,7 +283,7 @@ async fn a_redis_that_lost_its_data_is_a_new_epoch_and_subscribers_see_a_gap() {
     let batch = next(&mut sub).await;
     assert_eq!(
         batch.gaps,
-        [c.clone()],
+        std::slice::from_ref(&c),
         "lost history is a gap, never silent"
     );
     assert_eq!(data(&batch.messages), ["after"]);
@@ -261,14 +293,7 @@ async fn a_redis_that_lost_its_data_is_a_new_epoch_and_subscribers_see_a_gap() {
 #[tokio::test]
 async fn while_redis_is_down_publish_fails_and_health_is_down_then_delivery_resumes() {
     let Some(mut redis) = redis() else { return };
-    let (a, b) = (
-        bus(&redis, default_bounds()).await,
-        bus(&redis, default_bounds()).await,
-    );
-    let c = ch("c");
-    let mut sub = b.subscribe(&[c.clone()], &Start::Now).await.unwrap();
-    publish(&a, &c, "one").await;
-    collect(&mut sub, 1).await;
+    let (a, b, c, mut sub) = two_instances_and_a_subscriber(&redis).await;
     redis.kill();
     let err = a.publish(vec![draft(&c, "lost")]).await.unwrap_err();
     assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
@@ -293,7 +318,11 @@ async fn while_redis_is_down_publish_fails_and_health_is_down_then_delivery_resu
     .await;
     publish(&a, &c, "two").await;
     let batch = waiting.await.unwrap();
-    assert_eq!(batch.gaps, [c.clone()], "the empty Redis is a new epoch");
+    assert_eq!(
+        batch.gaps,
+        std::slice::from_ref(&c),
+        "the empty Redis is a new epoch"
+    );
     assert_eq!(data(&batch.messages), ["two"]);
 }
 
@@ -302,7 +331,10 @@ async fn keys_expire_once_nobody_watches_and_the_history_is_old() {
     let Some(redis) = redis() else { return };
     let b = bus(&redis, bounds(100, 1 << 20, Duration::from_secs(1))).await;
     let c = ch("c");
-    let sub = b.subscribe(&[c.clone()], &Start::Now).await.unwrap();
+    let sub = b
+        .subscribe(std::slice::from_ref(&c), &Start::Now)
+        .await
+        .unwrap();
     let first = publish(&b, &c, "x").await;
     assert_eq!(
         redis.keys("herald:*"),
