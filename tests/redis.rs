@@ -1,12 +1,12 @@
 //! End-to-end: two herald binaries on one real Redis behave as one gateway.
-//! Publish on one, receive on the other; one order for 10,000 messages
+//! Publish on one, receive on the other (poll, long poll, SSE); one order for 10,000 messages
 //! published through both; cursors that move between instances and survive
 //! an instance restart; Redis killed and restarted mid-stream (503 while it
 //! is down, a gap for the history it lost); and a clear failure at start
 //! when Redis is unreachable.
 //!
-//! Only short polling is exercised: it is the one subscriber transport on
-//! main when this was written; the others read the same bus.
+//! Short polling, long polling and SSE are exercised (WebSocket was not on
+//! main when this was written; it reads the same bus).
 
 mod support;
 
@@ -244,4 +244,85 @@ async fn an_unreachable_redis_stops_the_start_with_a_clear_error() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot use Redis"), "{stderr}");
+}
+
+/// Reads an SSE body until `n` `data:` lines arrived; answers each event's
+/// `(id, data)`.
+async fn sse_events(res: reqwest::Response, n: usize) -> Vec<(String, String)> {
+    use futures::StreamExt;
+    let mut body = res.bytes_stream();
+    let mut text = String::new();
+    loop {
+        let events: Vec<(String, String)> = text
+            .split("\n\n")
+            .filter_map(|block| {
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name).map(str::to_string))
+                };
+                Some((field("id: ")?, field("data: ")?))
+            })
+            .collect();
+        if events.len() >= n && text.ends_with("\n\n") {
+            return events;
+        }
+        let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
+            .await
+            .expect("an SSE event within 5 s")
+            .expect("the stream goes on")
+            .expect("no stream error");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+}
+
+#[tokio::test]
+async fn sse_on_one_instance_resumes_on_the_other_with_last_event_id() {
+    let Some(redis) = support::redis() else {
+        return;
+    };
+    let (a, b) = (herald(&redis, &[]), herald(&redis, &[]));
+    let c = client();
+    let on_b = c.get(b.url("/sse/live")).send().await.unwrap();
+    assert_eq!(on_b.status(), 200);
+    sleep(Duration::from_millis(200)).await;
+    a.publish("live", "1").await;
+    let got = sse_events(on_b, 1).await;
+    assert_eq!(got[0].1, "1", "published on A, streamed by B");
+    // The client is cut from B and comes back on A with Last-Event-ID.
+    a.publish("live", "2").await;
+    b.publish("live", "3").await;
+    let on_a = c
+        .get(a.url("/sse/live"))
+        .header("last-event-id", &got[0].0)
+        .send()
+        .await
+        .unwrap();
+    let resumed = sse_events(on_a, 2).await;
+    let data: Vec<&str> = resumed.iter().map(|(_, d)| d.as_str()).collect();
+    assert_eq!(data, ["2", "3"]);
+}
+
+#[tokio::test]
+async fn a_long_poll_on_one_instance_is_released_by_a_publish_on_the_other() {
+    let Some(redis) = support::redis() else {
+        return;
+    };
+    let (a, b) = (herald(&redis, &[]), herald(&redis, &[]));
+    let start = cursor(&poll(&b, "held", None).await);
+    let url = b.url(&format!("/longpoll/held?since={start}&timeout=5"));
+    let hold = tokio::spawn(async move { get(url).await });
+    sleep(Duration::from_millis(200)).await;
+    let began = Instant::now();
+    a.publish("held", "wake").await;
+    let v = hold.await.unwrap();
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "released by the publish"
+    );
+    assert_eq!(data(&v), ["wake"]);
+    // The same cursor continues on the other instance.
+    a.publish("held", "next").await;
+    let url = a.url(&format!("/longpoll/held?since={}&timeout=5", cursor(&v)));
+    assert_eq!(data(&get(url).await), ["next"]);
 }

@@ -224,6 +224,7 @@ impl Engine for RedisEngine {
                 .key(keys.log(channel))
                 .arg(script::candidate_epoch())
                 .arg(keys.notify(channel))
+                .arg(shared.bounds.max_age.as_millis() as u64)
                 .invoke_async(&mut shared.conn.clone())
                 .await
                 .map_err(|e| shared.failed(&e))?;
@@ -273,16 +274,24 @@ impl Shared {
     /// Adopts the epoch Redis reported. If it changed (Redis lost its data,
     /// or is another Redis), every cache is dropped and every watcher woken:
     /// their next read sees the new epoch and reports a gap.
-    fn observe_epoch(&self, text: &str) {
-        let Ok(epoch) = text.parse::<u64>() else {
-            tracing::warn!(epoch = text, "ignoring a malformed epoch in Redis");
-            return;
-        };
+    /// Answers the epoch in force afterwards.
+    fn observe_epoch(&self, text: &str) -> u64 {
+        match text.parse::<u64>() {
+            Ok(epoch) => self.adopt_epoch(epoch),
+            Err(_) => {
+                tracing::warn!(epoch = text, "ignoring a malformed epoch in Redis");
+                self.epoch.load(Ordering::Relaxed)
+            }
+        }
+    }
+
+    fn adopt_epoch(&self, epoch: u64) -> u64 {
         let old = self.epoch.swap(epoch, Ordering::Relaxed);
         if old != epoch {
             tracing::warn!(old, new = epoch, "redis epoch changed: history was lost");
             self.reset_all();
         }
+        epoch
     }
 
     /// Drops every cache and wakes every watcher, so that each re-reads from
@@ -355,7 +364,7 @@ impl Shared {
             .await
             .map_err(|e| self.failed(&e))?;
         self.succeeded();
-        self.observe_epoch(&epoch);
+        let epoch = self.observe_epoch(&epoch);
         if ids.len() != drafts.len() {
             return Err(BusError::Unavailable(
                 "redis: publish script answered a wrong id count".into(),
@@ -364,7 +373,7 @@ impl Shared {
         Ok(drafts
             .into_iter()
             .zip(ids)
-            .map(|(d, id)| Arc::new(Message::new(d, id, time)))
+            .map(|(d, id)| Arc::new(Message::new(d, id, time, epoch)))
             .collect())
     }
 
@@ -403,8 +412,8 @@ impl Shared {
             .map_err(|e| self.failed(&e))?;
         self.succeeded();
         let before = self.epoch.load(Ordering::Relaxed);
-        self.observe_epoch(&epoch);
-        if self.epoch.load(Ordering::Relaxed) != before {
+        let epoch = self.observe_epoch(&epoch);
+        if epoch != before {
             // The caller holds positions of the old epoch; answer "no
             // history" so that it keeps them, sees the new epoch at its next
             // read and reports a gap, instead of reading new ids as old ones.
@@ -418,7 +427,7 @@ impl Shared {
         }
         let mut messages = Vec::with_capacity(items.len());
         for raw in items {
-            let m = script::decode_message(channel, Bytes::from(raw))
+            let m = script::decode_message(channel, Bytes::from(raw), epoch)
                 .map_err(|e| BusError::Unavailable(format!("redis: bad stored message: {e}")))?;
             messages.push(Arc::new(m));
         }
@@ -498,7 +507,7 @@ impl Shared {
         match script::decode_notification(&channel, payload) {
             Err(e) => tracing::warn!(%channel, error = %e, "ignoring a malformed notification"),
             Ok(Notification::Deleted { epoch }) => {
-                self.observe_epoch(&epoch);
+                self.adopt_epoch(epoch);
                 self.gone(&channel);
             }
             Ok(Notification::Message {
@@ -506,7 +515,7 @@ impl Shared {
                 origin,
                 message,
             }) => {
-                self.observe_epoch(&epoch);
+                self.adopt_epoch(epoch);
                 let message = Arc::new(message);
                 if let Some(after) = self.offer(&channel, origin, &message) {
                     self.fill(&channel, after, origin, message).await;
@@ -587,7 +596,7 @@ impl Shared {
         if watched.is_empty() {
             return Ok(());
         }
-        let ttl = self.bounds.max_age.as_millis() as u64;
+        let ttl = 2 * self.bounds.max_age.as_millis() as u64;
         let mut pipe = redis::pipe();
         for c in &watched {
             pipe.pexpire(self.keys.meta(c), ttl as i64).ignore();

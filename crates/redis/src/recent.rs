@@ -93,7 +93,7 @@ mod tests {
             event: None,
             payload: Payload::text("x").unwrap(),
         };
-        Arc::new(Message::new(draft, id, time))
+        Arc::new(Message::new(draft, id, time, 1))
     }
 
     fn bounds(max_messages: usize) -> herald_bus::Config {

@@ -63,8 +63,9 @@ end
 "#;
 
 /// KEYS: epoch, floor, then meta and log of each distinct channel.
-/// ARGV: candidate epoch, max messages, max bytes, max age (ms), key expiry
-/// (ms), channel count `c`, `c` notification channels, then four per draft:
+/// ARGV: candidate epoch, max messages, max bytes, max age (ms), log expiry
+/// (ms; the metadata lives twice as long, the second half as a tombstone
+/// that keeps the id sequence), channel count `c`, `c` notification channels, then four per draft:
 /// channel number (1-based), json flag, event, data.
 /// Answers `{epoch, time_ms, {ids}}`.
 const PUBLISH: &str = r#"
@@ -83,6 +84,7 @@ while i <= #ARGV do
   local meta, log = KEYS[1 + 2 * c], KEYS[2 + 2 * c]
   local last = tonumber(redis.call('HGET', meta, 'last') or '0')
   local id, origin
+  redis.call('HDEL', meta, 'dead')
   if last == 0 then
     id = math.max(now, floor + 1)
     origin = id - 1
@@ -99,7 +101,7 @@ while i <= #ARGV do
   redis.call('HSET', meta, 'last', num(id))
   redis.call('HINCRBY', meta, 'bytes', size)
   prune(meta, log, max_n, max_bytes, now_ms - max_age)
-  redis.call('PEXPIRE', meta, ttl)
+  redis.call('PEXPIRE', meta, 2 * ttl)
   redis.call('PEXPIRE', log, ttl)
   redis.call('PUBLISH', ARGV[6 + c], 'm\n' .. epoch .. '\n' .. num(origin) .. '\n' .. element)
   ids[#ids + 1] = id
@@ -129,12 +131,19 @@ end
 return {epoch, origin, oldest, last, bytes, items}
 "#;
 
-/// KEYS: epoch, meta, log. ARGV: candidate epoch, notification channel.
-/// Answers `{epoch, existed}`; a channel exists if it has history or some
-/// instance watches it.
+/// KEYS: epoch, meta, log. ARGV: candidate epoch, notification channel,
+/// history age (ms). Drops the history and leaves the metadata as a
+/// tombstone for one history age. Answers `{epoch, existed}`; a channel
+/// exists if it has live metadata or some instance watches it.
 const DELETE: &str = r#"
 local epoch = epoch_of(KEYS[1], ARGV[1])
-local existed = redis.call('DEL', KEYS[2], KEYS[3]) > 0
+local existed = redis.call('EXISTS', KEYS[3]) == 1
+  or (redis.call('EXISTS', KEYS[2]) == 1 and redis.call('HEXISTS', KEYS[2], 'dead') == 0)
+redis.call('DEL', KEYS[3])
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('HSET', KEYS[2], 'dead', '1', 'bytes', '0')
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
 local told = redis.call('PUBLISH', ARGV[2], 'd\n' .. epoch)
 if existed or told > 0 then return {epoch, 1} end
 return {epoch, 0}
@@ -186,12 +195,12 @@ pub(crate) fn draft_args(draft: &Draft) -> [&[u8]; 3] {
 pub(crate) enum Notification {
     /// A message was stored.
     Message {
-        epoch: String,
+        epoch: u64,
         origin: u64,
         message: Message,
     },
     /// The channel was deleted.
-    Deleted { epoch: String },
+    Deleted { epoch: u64 },
 }
 
 /// Decodes a notification payload (`m\n epoch\n origin\n element` or
@@ -202,19 +211,14 @@ pub(crate) fn decode_notification(
 ) -> Result<Notification, String> {
     match payload.first() {
         Some(b'd') => {
-            let epoch = std::str::from_utf8(&payload[payload.len().min(2)..])
-                .map_err(|_| "epoch is not text".to_string())?;
-            Ok(Notification::Deleted {
-                epoch: epoch.to_string(),
-            })
+            let epoch = number(&payload[payload.len().min(2)..])?;
+            Ok(Notification::Deleted { epoch })
         }
         Some(b'm') => {
             let (fields, rest) = split_fields::<3>(&payload)?;
-            let epoch = std::str::from_utf8(fields[1])
-                .map_err(|_| "epoch is not text".to_string())?
-                .to_string();
+            let epoch = number(fields[1])?;
             let origin = number(fields[2])?;
-            let message = decode_message(channel, payload.slice(rest..))?;
+            let message = decode_message(channel, payload.slice(rest..), epoch)?;
             Ok(Notification::Message {
                 epoch,
                 origin,
@@ -225,8 +229,12 @@ pub(crate) fn decode_notification(
     }
 }
 
-/// Decodes a stored message (a list element).
-pub(crate) fn decode_message(channel: &ChannelName, raw: Bytes) -> Result<Message, String> {
+/// Decodes a stored message (a list element) read in `epoch`.
+pub(crate) fn decode_message(
+    channel: &ChannelName,
+    raw: Bytes,
+    epoch: u64,
+) -> Result<Message, String> {
     let (fields, rest) = split_fields::<5>(&raw)?;
     let id = number(fields[0])?;
     let time = number(fields[1])?;
@@ -245,7 +253,7 @@ pub(crate) fn decode_message(channel: &ChannelName, raw: Bytes) -> Result<Messag
         event,
         payload,
     };
-    Ok(Message::new(draft, id, time))
+    Ok(Message::new(draft, id, time, epoch))
 }
 
 /// The first `N` newline-terminated fields and the offset of the rest.
@@ -286,13 +294,16 @@ mod tests {
         else {
             panic!("a message notification")
         };
-        assert_eq!((epoch.as_str(), origin, message.id), ("42", 99, 100));
+        assert_eq!(
+            (epoch, origin, message.id, message.epoch()),
+            (42, 99, 100, 42)
+        );
         assert_eq!(message.time, 1_700_000_000_000);
         assert_eq!(message.event.as_ref().unwrap().as_str(), "ev");
         assert!(message.payload.is_json());
         assert_eq!(message.payload.as_str(), "{\"a\":\n1}");
 
-        let plain = decode_message(&ch, Bytes::from_static(b"7\n1\n65\n0\n\n")).unwrap();
+        let plain = decode_message(&ch, Bytes::from_static(b"7\n1\n65\n0\n\n"), 1).unwrap();
         assert_eq!(
             (plain.id, plain.event.is_none(), plain.payload.as_str()),
             (7, true, "")
@@ -300,8 +311,8 @@ mod tests {
 
         assert!(matches!(
             decode_notification(&ch, Bytes::from_static(b"d\n42")),
-            Ok(Notification::Deleted { epoch }) if epoch == "42"
+            Ok(Notification::Deleted { epoch: 42 })
         ));
-        assert!(decode_message(&ch, Bytes::from_static(b"7\n1\n")).is_err());
+        assert!(decode_message(&ch, Bytes::from_static(b"7\n1\n"), 1).is_err());
     }
 }

@@ -1,0 +1,190 @@
+//! End-to-end: the binary itself — configuration sources and their
+//! precedence, refusals at start-up, health, HTTP/2 and graceful shutdown.
+
+mod support;
+
+use std::{process::Command, time::Duration};
+
+use serde_json::Value;
+use support::{Server, client};
+
+fn herald(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn help_documents_every_option_with_its_default() {
+    let out = herald(&["--help"], &[]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--public-addr",
+        "--internal-addr",
+        "--publish-token",
+        "--history-messages",
+        "--max-body",
+        "--config",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+    assert!(help.contains("[default: 127.0.0.1:8080]"));
+    assert!(help.contains("HERALD_MAX_BODY"));
+}
+
+#[test]
+fn invalid_configuration_exits_non_zero_naming_the_option() {
+    let out = herald(&["--history-bytes", "10"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("history-bytes"));
+    for zero in [
+        "--header-read-timeout",
+        "--request-timeout",
+        "--drain-timeout",
+    ] {
+        let out = herald(&[zero, "0"], &[]);
+        assert_eq!(out.status.code(), Some(2), "{zero} 0");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&zero[2..]));
+    }
+    let out = herald(&["--max-body", "lots"], &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-body"));
+    let dir = std::env::temp_dir().join(format!("herald-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "no-such-option = 1\n").unwrap();
+    let out = herald(&["--config", file.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-option"));
+}
+
+#[test]
+fn a_taken_address_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = herald(
+        &["--public-addr", &addr, "--internal-addr", "127.0.0.1:0"],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&addr));
+}
+
+#[tokio::test]
+async fn flags_beat_environment_beats_file() {
+    let dir = std::env::temp_dir().join(format!("herald-prec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("herald.toml");
+    std::fs::write(
+        &file,
+        "history-messages = 3\nmax-channels = 2\nmax-batch = 5\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    // history-messages from the file (3), max-channels from env (4) over the
+    // file, max-batch from the flag (1) over the file.
+    let s = Server::start_with_env(
+        &["--config", path, "--max-batch", "1"],
+        &[("HERALD_MAX_CHANNELS", "4")],
+    );
+    let c = client();
+    for i in 0..5 {
+        s.publish("p", &i.to_string()).await;
+    }
+    let v: Value = c
+        .get(s.url("/poll/p?last=10"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["messages"].as_array().unwrap().len(),
+        3,
+        "history-messages from the file"
+    );
+    assert_eq!(
+        c.get(s.url("/poll/a,b,c,d")).send().await.unwrap().status(),
+        200,
+        "env beats file"
+    );
+    assert_eq!(
+        c.get(s.url("/poll/a,b,c,d,e"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    let two = r#"{"messages":[{"channel":"p","data":"1"},{"channel":"p","data":"2"}]}"#;
+    let res = c
+        .post(s.internal_url("/publish"))
+        .body(two)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400, "flag beats file");
+}
+
+#[tokio::test]
+async fn health_on_both_listeners() {
+    let s = Server::start(&[]);
+    let c = client();
+    let v: Value = c
+        .get(s.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "ok");
+    let v: Value = c
+        .get(s.internal_url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["engine"], "up");
+}
+
+#[tokio::test]
+async fn http2_cleartext_is_served() {
+    let s = Server::start(&[]);
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let res = c.get(s.url("/poll/h2")).send().await.unwrap();
+    assert_eq!(res.version(), reqwest::Version::HTTP_2);
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn sigterm_exits_cleanly_and_promptly() {
+    let mut s = Server::start(&["--drain-timeout", "5"]);
+    s.publish("x", "y").await;
+    let started = std::time::Instant::now();
+    assert!(
+        s.terminate(Duration::from_secs(8)),
+        "exit status 0 after SIGTERM"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn the_example_configuration_file_runs() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/herald.toml");
+    // Flags override the file's addresses so the test binds free ports.
+    let s = Server::start(&["--config", path]);
+    let res = client().get(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
