@@ -255,3 +255,11 @@ pub fn js_script(name: &str) -> std::path::PathBuf {
         .join("tests/js")
         .join(name)
 }
+
+pub mod redis;
+
+/// A fresh `redis-server` on a free port, or `None` (a loud skip, or a
+/// failure in CI) when it is not installed.
+pub fn redis() -> Option<redis::RedisServer> {
+    need("redis-server").map(|program| redis::RedisServer::start(&program))
+}

@@ -11,7 +11,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::Parser;
 use serde::Deserialize;
 
-use crate::{Config, config::ConfigError};
+use crate::{
+    Config,
+    config::{ConfigError, EngineKind},
+};
 
 macro_rules! options {
     ($( $(#[doc = $doc:literal])* $name:ident : $ty:ty = $env:literal ),* $(,)?) => {
@@ -51,6 +54,10 @@ options! {
     internal_addr: SocketAddr = "HERALD_INTERNAL_ADDR",
     /// Bearer token required on the internal listener [default: none].
     publish_token: String = "HERALD_PUBLISH_TOKEN",
+    /// Storage engine: memory (one instance) or redis (several instances share one Redis) [default: memory].
+    engine: EngineKind = "HERALD_ENGINE",
+    /// Redis URL for engine = redis [default: redis://127.0.0.1:6379].
+    redis_url: String = "HERALD_REDIS_URL",
     /// Messages kept per channel [default: 100].
     history_messages: usize = "HERALD_HISTORY_MESSAGES",
     /// Bytes kept per channel [default: 1048576].
@@ -136,6 +143,12 @@ impl Args {
         }
         if let Some(v) = self.publish_token {
             c.publish_token = Some(v);
+        }
+        if let Some(v) = self.engine {
+            c.engine = v;
+        }
+        if let Some(v) = self.redis_url {
+            c.redis_url = v;
         }
         if let Some(v) = self.history_messages {
             c.history.max_messages = v;

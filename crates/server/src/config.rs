@@ -5,7 +5,7 @@
 //! the CLI module's business; this module only says what the values are and
 //! which combinations make sense.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, str::FromStr, time::Duration};
 
 use herald_http::Limits;
 
@@ -22,6 +22,12 @@ pub struct Config {
     /// Bearer token required on every internal endpoint when set. Default
     /// none.
     pub publish_token: Option<String>,
+    /// Where ids, history and notifications live. Default
+    /// [`EngineKind::Memory`].
+    pub engine: EngineKind,
+    /// Redis URL, used with [`EngineKind::Redis`]. Default
+    /// `redis://127.0.0.1:6379`.
+    pub redis_url: String,
     /// History bounds per channel. Defaults: 100 messages, 1 MiB, 10 min.
     pub history: herald_bus::Config,
     /// Subscription limits. Defaults: 32 channels per subscription, 1000
@@ -62,6 +68,8 @@ impl Default for Config {
             public_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             internal_addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
             publish_token: None,
+            engine: EngineKind::Memory,
+            redis_url: "redis://127.0.0.1:6379".into(),
             history: herald_bus::Config::default(),
             limits: Limits::default(),
             longpoll: herald_longpoll::Config::default(),
@@ -74,6 +82,28 @@ impl Default for Config {
             cors_origins: vec!["*".into()],
             sse: herald_sse::Config::default(),
             ws: herald_ws::Config::default(),
+        }
+    }
+}
+
+/// The storage engine behind the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// In this process: one instance, nothing survives a restart.
+    Memory,
+    /// In Redis: several instances share ids, history and cursors.
+    Redis,
+}
+
+impl FromStr for EngineKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "memory" => Ok(EngineKind::Memory),
+            "redis" => Ok(EngineKind::Redis),
+            _ => Err(format!("{s:?} is not an engine; use memory or redis")),
         }
     }
 }
@@ -142,6 +172,9 @@ impl Config {
         {
             return fail("sse-max-lifetime must be 0 (no limit) or at least 1 second");
         }
+        if self.engine == EngineKind::Redis && self.redis_url.is_empty() {
+            return fail("redis-url must not be empty with engine = redis");
+        }
         if self.publish_token.as_deref() == Some("") {
             return fail("publish-token must not be empty when set");
         }
@@ -205,6 +238,20 @@ mod tests {
         let mut c = Config::default();
         c.ws.origins = vec!["bad\norigin".into()];
         assert!(c.validate().unwrap_err().0.contains("ws-origins"));
+    }
+
+    #[test]
+    fn engine_names_parse() {
+        assert_eq!("redis".parse(), Ok(EngineKind::Redis));
+        assert_eq!("memory".parse(), Ok(EngineKind::Memory));
+        assert!("mongo".parse::<EngineKind>().is_err());
+        let mut c = Config {
+            engine: EngineKind::Redis,
+            ..Config::default()
+        };
+        c.validate().unwrap();
+        c.redis_url.clear();
+        assert!(c.validate().unwrap_err().0.contains("redis-url"));
     }
 
     #[test]
