@@ -188,3 +188,24 @@ async fn the_example_configuration_file_runs() {
     let res = client().get(s.url("/healthz")).send().await.unwrap();
     assert_eq!(res.status(), 200);
 }
+
+#[test]
+fn every_option_is_documented_in_configuration_md() {
+    let help = String::from_utf8(herald(&["--help"], &[]).stdout).unwrap();
+    let doc = include_str!("../docs/configuration.md");
+    let mut seen = 0;
+    for word in help.split(|c: char| c.is_whitespace() || c == '[' || c == ']' || c == '=') {
+        let is_flag = word.starts_with("--")
+            && word.len() > 2
+            && !["--help", "--version", "--config"].contains(&word);
+        let is_env = word.starts_with("HERALD_") && word != "HERALD_CONFIG";
+        if is_flag || is_env {
+            seen += 1;
+            assert!(
+                doc.contains(&format!("`{word}`")),
+                "{word} is not documented in docs/configuration.md"
+            );
+        }
+    }
+    assert!(seen > 40, "parsed only {seen} options from --help");
+}
