@@ -125,4 +125,25 @@ mod tests {
         assert_eq!(v["gap"], false);
         assert!(v["cursor"].is_string());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_round_trips_through_the_envelope(data in "\\PC*", event in "[^\\p{Cc}]{1,20}") {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                let bus = Bus::memory(Config::default());
+                let c = ChannelName::new("p").unwrap();
+                let event = EventName::new(&event).ok();
+                let draft = Draft { channel: c.clone(), event: event.clone(), payload: Payload::text(data.clone()).unwrap() };
+                bus.publish(vec![draft]).await.unwrap();
+                let batch = bus.read(&[c], &Start::Last(1), 1).await.unwrap();
+                let v: serde_json::Value = serde_json::from_slice(&batch_json(&batch)).unwrap();
+                assert_eq!(v["messages"][0]["data"].as_str().unwrap(), data);
+                match event {
+                    Some(e) => assert_eq!(v["messages"][0]["event"].as_str().unwrap(), e.as_str()),
+                    None => assert!(v["messages"][0]["event"].is_null()),
+                }
+            });
+        }
+    }
 }
