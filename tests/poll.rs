@@ -130,6 +130,7 @@ async fn a_cursor_older_than_history_reports_a_gap() {
     let expected: Vec<String> = (50..150).map(|i| i.to_string()).collect();
     assert_eq!(datas(&v), expected);
     assert_eq!(v["gap"], true);
+    assert_eq!(v["gaps"], serde_json::json!(["g"]));
     let v = poll(
         &s,
         &format!("/poll/g?since={}", v["cursor"].as_str().unwrap()),

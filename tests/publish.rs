@@ -342,3 +342,88 @@ async fn cors_on_the_public_listener() {
             .contains("last-event-id")
     );
 }
+
+#[tokio::test]
+async fn status_headers_required_by_http() {
+    let s = Server::start(&["--publish-token", "tok"]);
+    let c = client();
+    let res = c
+        .get(s.internal_url("/publish/x"))
+        .bearer_auth("tok")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["allow"], "POST");
+    let res = c
+        .put(s.internal_url("/channels/x"))
+        .bearer_auth("tok")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["allow"], "GET, DELETE");
+    let res = c.post(s.url("/poll/x")).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["allow"], "GET, HEAD");
+    let res = c
+        .get(s.internal_url("/channels"))
+        .bearer_auth("tok")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let res = c
+        .post(s.internal_url("/publish/x"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(res.headers()["www-authenticate"], "Bearer");
+    // The auth scheme is case-insensitive (RFC 9110).
+    let res = c
+        .post(s.internal_url("/publish/x"))
+        .header("authorization", "bearer tok")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+}
+
+#[tokio::test]
+async fn percent_encoded_channel_names_are_decoded() {
+    let s = Server::start(&[]);
+    let c = client();
+    let res = c
+        .post(s.internal_url("/publish/user%40example.com"))
+        .body("hi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["channel"], "user@example.com");
+    assert_eq!(retained(&s, "user@example.com").await, ["hi"]);
+    assert_eq!(retained(&s, "user%40example.com").await, ["hi"]);
+}
+
+#[tokio::test]
+async fn a_stalled_publish_times_out_with_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start(&["--request-timeout", "1"]);
+    let mut sock = tokio::net::TcpStream::connect(s.internal).await.unwrap();
+    // Headers promise 10 bytes; only 3 arrive.
+    sock.write_all(b"POST /publish/slow HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf))
+        .await
+        .expect("answered within the timeout")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"code\":\"timeout\""), "{text}");
+    assert!(retained(&s, "slow").await.is_empty());
+}

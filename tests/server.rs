@@ -41,6 +41,15 @@ fn invalid_configuration_exits_non_zero_naming_the_option() {
     let out = herald(&["--history-bytes", "10"], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("history-bytes"));
+    for zero in [
+        "--header-read-timeout",
+        "--request-timeout",
+        "--drain-timeout",
+    ] {
+        let out = herald(&[zero, "0"], &[]);
+        assert_eq!(out.status.code(), Some(2), "{zero} 0");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&zero[2..]));
+    }
     let out = herald(&["--max-body", "lots"], &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--max-body"));
@@ -169,4 +178,13 @@ async fn sigterm_exits_cleanly_and_promptly() {
         "exit status 0 after SIGTERM"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn the_example_configuration_file_runs() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/herald.toml");
+    // Flags override the file's addresses so the test binds free ports.
+    let s = Server::start(&["--config", path]);
+    let res = client().get(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
 }

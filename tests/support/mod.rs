@@ -58,10 +58,20 @@ impl Server {
                 }
             }
         });
+        // Owned by a `Server` from here on, so that a failed start kills
+        // and reaps the process (on drop) instead of leaving it running.
+        let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+        let mut server = Server {
+            child: Some(child),
+            public: unknown,
+            internal: unknown,
+            log: rx,
+        };
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = rx
+            let line = server
+                .log
                 .recv_timeout(left)
                 .unwrap_or_else(|_| panic!("herald did not report its listeners"));
             if line.contains("herald listening") {
@@ -74,12 +84,9 @@ impl Server {
                         .parse()
                         .unwrap()
                 };
-                return Server {
-                    public: addr("public="),
-                    internal: addr("internal="),
-                    log: rx,
-                    child: Some(child),
-                };
+                server.public = addr("public=");
+                server.internal = addr("internal=");
+                return server;
             }
         }
     }
@@ -109,6 +116,37 @@ impl Server {
             .expect("publish");
         assert_eq!(res.status(), 202, "publish to {channel}");
         res.json().await.expect("publish reply")
+    }
+
+    /// The channel's subscriber count from the internal `/channels/{ch}`
+    /// endpoint: held long polls, open streams and sockets on it.
+    pub async fn subscribers(&self, channel: &str) -> u64 {
+        let v: serde_json::Value = client()
+            .get(self.internal_url(&format!("/channels/{channel}")))
+            .send()
+            .await
+            .expect("channel info")
+            .json()
+            .await
+            .expect("channel info reply");
+        v["subscribers"].as_u64().expect("subscribers")
+    }
+
+    /// Polls the subscriber count until it is `n`; panics with the last
+    /// count seen after `within`.
+    pub async fn wait_subscribers(&self, channel: &str, n: u64, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let seen = self.subscribers(channel).await;
+            if seen == n {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{channel}: {seen} subscribers after {within:?}, expected {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Sends SIGTERM and waits (bounded) for the process to exit; answers
@@ -165,11 +203,13 @@ pub fn required() -> bool {
 /// Finds `program` on the PATH. Without it, a test skips with a loud
 /// message, or fails when running in CI.
 pub fn need(program: &str) -> Option<std::path::PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(program))
-            .find(|p| p.is_file())
-    });
+    // Daemons such as nginx live in sbin, which a non-root PATH may lack.
+    let sbin = ["/usr/local/sbin", "/usr/sbin", "/sbin"].map(std::path::PathBuf::from);
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(sbin)
+        .map(|p| p.join(program))
+        .find(|p| p.is_file());
     if found.is_none() {
         if required() {
             panic!("{program} is required in CI but was not found on PATH");
@@ -187,4 +227,29 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The `node` binary, once it and the npm packages of `tests/js` are
+/// installed (`npm ci --prefix tests/js`). Without either, a test skips
+/// with a loud message, or fails when running in CI.
+pub fn need_node_packages() -> Option<std::path::PathBuf> {
+    let node = need("node")?;
+    let modules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js/node_modules");
+    if !modules.is_dir() {
+        if required() {
+            panic!("tests/js/node_modules is required in CI; run `npm ci --prefix tests/js`");
+        }
+        eprintln!(
+            "\n*** SKIPPED: tests/js/node_modules missing; run `npm ci --prefix tests/js` to run this test ***\n"
+        );
+        return None;
+    }
+    Some(node)
+}
+
+/// A script of `tests/js`, by file name.
+pub fn js_script(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/js")
+        .join(name)
 }

@@ -64,9 +64,7 @@ impl Bus {
 
     /// The cursor that resumes `message`'s channel right after it.
     pub fn cursor_after(&self, message: &Message) -> Cursor {
-        let mut c = Cursor::new(self.engine.epoch());
-        c.set(&message.channel, message.id);
-        c
+        Cursor::after(message)
     }
 
     /// Reads what is retained after `start`, without subscribing: at most
@@ -81,20 +79,9 @@ impl Bus {
         let mut reader = Reader::new(self.engine.clone());
         reader.add(channels, start, false).await?;
         if matches!(start, Start::Now) {
-            return Ok(Batch {
-                messages: Vec::new(),
-                gaps: Vec::new(),
-                gone: Vec::new(),
-                cursor: reader.cursor(),
-            });
+            return Ok(Batch::unchanged(reader.cursor()));
         }
-        let (messages, gaps) = reader.read(limit).await?;
-        Ok(Batch {
-            messages,
-            gaps,
-            gone: Vec::new(),
-            cursor: reader.cursor(),
-        })
+        reader.read(limit).await
     }
 
     /// Subscribes to `channels` from `start`. Fails with

@@ -25,7 +25,7 @@ const VERSION: u8 = 1;
 const MAX_TEXT: usize = 8 * 1024;
 
 /// A position in one or more channels.
-#[derive(Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Cursor {
     pub(crate) epoch: u64,
     /// `(channel hash, position, stale)`; `stale` marks a position that came
@@ -82,6 +82,25 @@ impl Cursor {
             }
         }
         Some(out)
+    }
+
+    /// The cursor that resumes `message`'s channel right after it, in the
+    /// epoch the message was stored in.
+    pub fn after(message: &crate::Message) -> Cursor {
+        let mut c = Cursor::new(message.epoch());
+        c.set(&message.channel, message.id);
+        c
+    }
+
+    /// Moves this cursor's position in `message`'s channel to `message`
+    /// (the position after it). Used to give each message of a
+    /// multi-channel batch the cursor that resumes right after it.
+    pub fn advance(&mut self, message: &crate::Message) {
+        let hash = message.channel.stable_hash();
+        match self.entries.iter_mut().find(|(k, _, _)| *k == hash) {
+            Some(e) => *e = (hash, message.id, false),
+            None => self.entries.push((hash, message.id, false)),
+        }
     }
 
     /// The epoch this cursor was issued in.

@@ -54,7 +54,7 @@ pub trait Engine: Send + Sync + 'static {
 }
 
 /// What [`Engine::read`] found.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Page {
     /// Messages after the requested position, oldest first.
     pub messages: Vec<Arc<Message>>,
@@ -65,6 +65,18 @@ pub struct Page {
     pub oldest: u64,
     /// Id of the newest message ever published (0 when none).
     pub last: u64,
+}
+
+impl Default for Page {
+    /// The page of a channel that never had a message.
+    fn default() -> Self {
+        Page {
+            messages: Vec::new(),
+            origin: 0,
+            oldest: 1,
+            last: 0,
+        }
+    }
 }
 
 /// A channel's state as the admin endpoint reports it.

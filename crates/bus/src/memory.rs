@@ -6,6 +6,13 @@
 //! sweeper drops expired messages and removes channels that have neither
 //! messages nor subscribers, so memory does not grow with dead channel names.
 //!
+//! A dropped or deleted channel leaves a tombstone (its first and last id)
+//! for one history age, bounded in number. A client whose cursor points into
+//! the dropped history is then still told it missed messages, and a channel
+//! that comes back within that time continues its ids instead of starting a
+//! new run. After the tombstone is gone, a returning channel starts above
+//! every id this process assigned, which a cursor reports as a gap.
+//!
 //! Nothing here survives a restart: a new process has a new epoch, and the
 //! cursors of the old one resume with a gap.
 
@@ -54,14 +61,78 @@ pub struct MemoryEngine {
     inner: Arc<Inner>,
 }
 
+/// Most tombstones kept; past it the oldest are forgotten first.
+const MAX_TOMBSTONES: usize = 100_000;
+
 struct Inner {
     epoch: u64,
     config: Config,
-    channels: RwLock<HashMap<ChannelName, Arc<Channel>>>,
+    channels: RwLock<Channels>,
     /// The highest id ever assigned on any channel. A new channel starts
     /// above it, so a channel deleted and created again never reuses an id
     /// that a client may still hold in a cursor.
     floor: AtomicU64,
+    /// Publish order across channels (see `Message::with_order`).
+    order: AtomicU64,
+}
+
+#[derive(Default)]
+struct Channels {
+    live: HashMap<ChannelName, Arc<Channel>>,
+    tombstones: HashMap<ChannelName, Tombstone>,
+}
+
+/// What is remembered of a dropped channel.
+#[derive(Clone, Copy)]
+struct Tombstone {
+    origin: u64,
+    last: u64,
+    /// Wall-clock milliseconds after which it is forgotten.
+    until: u64,
+}
+
+impl Channels {
+    /// The live channel `name`, created (continuing a tombstone's ids, if
+    /// any) when missing.
+    fn get_or_create(&mut self, name: &ChannelName) -> Arc<Channel> {
+        if let Some(c) = self.live.get(name) {
+            return c.clone();
+        }
+        let mut history = History::default();
+        if let Some(t) = self.tombstones.remove(name) {
+            history.origin = t.origin;
+            history.last = t.last;
+        }
+        let channel = Arc::new(Channel::new(history));
+        self.live.insert(name.clone(), channel.clone());
+        channel
+    }
+
+    /// Removes a live channel, leaving a tombstone if it ever had an id.
+    fn bury(&mut self, name: &ChannelName, until: u64) -> Option<Arc<Channel>> {
+        let channel = self.live.remove(name)?;
+        let h = channel.history.lock().unwrap_or_else(|e| e.into_inner());
+        if h.last > 0 {
+            let t = Tombstone {
+                origin: h.origin,
+                last: h.last,
+                until,
+            };
+            self.tombstones.insert(name.clone(), t);
+        }
+        drop(h);
+        Some(channel)
+    }
+
+    fn forget_old_tombstones(&mut self, now: u64) {
+        self.tombstones.retain(|_, t| t.until > now);
+        if self.tombstones.len() > MAX_TOMBSTONES {
+            let mut until: Vec<u64> = self.tombstones.values().map(|t| t.until).collect();
+            let cut = until.len() - MAX_TOMBSTONES;
+            let (_, &mut threshold, _) = until.select_nth_unstable(cut);
+            self.tombstones.retain(|_, t| t.until >= threshold);
+        }
+    }
 }
 
 struct Channel {
@@ -107,8 +178,9 @@ impl MemoryEngine {
         let inner = Arc::new(Inner {
             epoch: rand::random::<u64>() >> 1,
             config,
-            channels: RwLock::new(HashMap::new()),
+            channels: RwLock::new(Channels::default()),
             floor: AtomicU64::new(0),
+            order: AtomicU64::new(0),
         });
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let period = (inner.config.max_age / 4)
@@ -118,13 +190,21 @@ impl MemoryEngine {
         MemoryEngine { inner }
     }
 
-    fn channel(&self, name: &ChannelName) -> Option<Arc<Channel>> {
+    /// The live channel, or the tombstone of a dropped one.
+    fn lookup(&self, name: &ChannelName) -> Result<Arc<Channel>, Option<Tombstone>> {
         let map = self
             .inner
             .channels
             .read()
             .unwrap_or_else(|e| e.into_inner());
-        map.get(name).cloned()
+        match map.live.get(name) {
+            Some(c) => Ok(c.clone()),
+            None => Err(map.tombstones.get(name).copied()),
+        }
+    }
+
+    fn tombstone_until(&self, now: u64) -> u64 {
+        now.saturating_add(self.inner.config.max_age.as_millis() as u64)
     }
 
     /// Number of channels held in memory (with messages or subscribers).
@@ -133,6 +213,7 @@ impl MemoryEngine {
             .channels
             .read()
             .unwrap_or_else(|e| e.into_inner())
+            .live
             .len()
     }
 
@@ -148,10 +229,7 @@ impl MemoryEngine {
             .unwrap_or_else(|e| e.into_inner());
         let mut touched: Vec<(Arc<Channel>, u64)> = Vec::new();
         for draft in drafts {
-            let channel = map
-                .entry(draft.channel.clone())
-                .or_insert_with(|| Arc::new(Channel::new()))
-                .clone();
+            let channel = map.get_or_create(&draft.channel);
             let mut h = channel.history.lock().unwrap_or_else(|e| e.into_inner());
             let id = if h.last == 0 {
                 let first = first_id_now().max(self.inner.floor.load(Ordering::Relaxed) + 1);
@@ -162,7 +240,9 @@ impl MemoryEngine {
             };
             h.last = id;
             self.inner.floor.fetch_max(id, Ordering::Relaxed);
-            let message = Arc::new(Message::new(draft, id, now));
+            let order = self.inner.order.fetch_add(1, Ordering::Relaxed);
+            let message =
+                Arc::new(Message::new(draft, id, now, self.inner.epoch).with_order(order));
             h.bytes += message.size();
             h.messages.push_back(message.clone());
             h.prune(&self.inner.config, now);
@@ -181,11 +261,17 @@ impl MemoryEngine {
     }
 
     fn read_now(&self, name: &ChannelName, after: u64, limit: usize) -> Page {
-        let Some(channel) = self.channel(name) else {
-            return Page {
-                oldest: 1,
-                ..Page::default()
-            };
+        let channel = match self.lookup(name) {
+            Ok(c) => c,
+            Err(None) => return Page::default(),
+            Err(Some(t)) => {
+                return Page {
+                    messages: Vec::new(),
+                    origin: t.origin,
+                    oldest: t.last + 1,
+                    last: t.last,
+                };
+            }
         };
         let mut h = channel.history.lock().unwrap_or_else(|e| e.into_inner());
         h.prune(&self.inner.config, now_millis());
@@ -203,9 +289,16 @@ impl MemoryEngine {
 }
 
 impl Channel {
-    fn new() -> Self {
+    /// No retained message (after pruning) and no subscriber.
+    fn is_dead(&self, config: &Config, now: u64) -> bool {
+        let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        h.prune(config, now);
+        h.messages.is_empty() && self.tx.receiver_count() == 0
+    }
+
+    fn new(history: History) -> Self {
         Channel {
-            history: Mutex::new(History::default()),
+            history: Mutex::new(history),
             tx: watch::Sender::new(Signal::default()),
         }
     }
@@ -230,21 +323,23 @@ impl Engine for MemoryEngine {
     }
 
     fn watch(&self, name: &ChannelName) -> Watch {
+        // Most watches are on live channels: look up under the read lock
+        // and take the write lock only to create one.
+        if let Ok(channel) = self.lookup(name) {
+            return Watch::new(channel.tx.subscribe(), None);
+        }
         let mut map = self
             .inner
             .channels
             .write()
             .unwrap_or_else(|e| e.into_inner());
-        let channel = map
-            .entry(name.clone())
-            .or_insert_with(|| Arc::new(Channel::new()));
+        let channel = map.get_or_create(name);
         Watch::new(channel.tx.subscribe(), None)
     }
 
     fn info<'a>(&'a self, name: &'a ChannelName) -> BoxFuture<'a, Result<ChannelInfo, Error>> {
-        let info = self
-            .channel(name)
-            .map_or_else(ChannelInfo::default, |channel| {
+        let info = match self.lookup(name) {
+            Ok(channel) => {
                 let mut h = channel.history.lock().unwrap_or_else(|e| e.into_inner());
                 h.prune(&self.inner.config, now_millis());
                 ChannelInfo {
@@ -254,17 +349,23 @@ impl Engine for MemoryEngine {
                     last_id: (h.last > 0).then_some(h.last),
                     subscribers: channel.tx.receiver_count(),
                 }
-            });
+            }
+            Err(tombstone) => ChannelInfo {
+                last_id: tombstone.map(|t| t.last),
+                ..ChannelInfo::default()
+            },
+        };
         ready(Ok(info)).boxed()
     }
 
     fn delete<'a>(&'a self, name: &'a ChannelName) -> BoxFuture<'a, Result<bool, Error>> {
+        let until = self.tombstone_until(now_millis());
         let removed = self
             .inner
             .channels
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
+            .bury(name, until);
         if let Some(channel) = &removed {
             let last = channel
                 .history
@@ -288,12 +389,29 @@ async fn sweep(inner: Weak<Inner>, period: Duration) {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
         let now = now_millis();
+        let until = now.saturating_add(inner.config.max_age.as_millis() as u64);
+        // Find the dead under the read lock; take the write lock only to
+        // remove them, checking again since a publish or watch may have
+        // revived one in between.
+        let dead: Vec<ChannelName> = {
+            let map = inner.channels.read().unwrap_or_else(|e| e.into_inner());
+            map.live
+                .iter()
+                .filter(|(_, c)| c.is_dead(&inner.config, now))
+                .map(|(name, _)| name.clone())
+                .collect()
+        };
         let mut map = inner.channels.write().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, channel| {
-            let mut h = channel.history.lock().unwrap_or_else(|e| e.into_inner());
-            h.prune(&inner.config, now);
-            !h.messages.is_empty() || channel.tx.receiver_count() > 0
-        });
+        for name in dead {
+            if map
+                .live
+                .get(&name)
+                .is_some_and(|c| c.is_dead(&inner.config, now))
+            {
+                map.bury(&name, until);
+            }
+        }
+        map.forget_old_tombstones(now);
     }
 }
 

@@ -114,22 +114,50 @@ pub struct Message {
     pub payload: Payload,
     /// Publish time, milliseconds since the Unix epoch.
     pub time: u64,
+    /// Publish order across channels within one engine, for merging
+    /// channels whose messages share a millisecond (0 when unknown).
+    order: u64,
+    /// The epoch of the store that assigned the id, so that the message
+    /// alone yields its cursor ([`Cursor::after`](crate::Cursor::after)).
+    epoch: u64,
     /// One cached encoding per [`Encoding`] type. A handful at most (one per
     /// transport wire format), so a short vector beats a map.
     frames: Mutex<Vec<(TypeId, Bytes)>>,
 }
 
 impl Message {
-    /// Builds a stored message. Engines call this once they assigned the id.
-    pub fn new(draft: Draft, id: u64, time: u64) -> Self {
+    /// Builds a stored message. Engines call this once they assigned the id,
+    /// passing their epoch.
+    pub fn new(draft: Draft, id: u64, time: u64, epoch: u64) -> Self {
         Message {
             channel: draft.channel,
             id,
             event: draft.event,
             payload: draft.payload,
             time,
+            order: 0,
+            epoch,
             frames: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Sets the engine-wide publish order, which breaks ties between
+    /// channels when a multi-channel subscription merges messages of the
+    /// same millisecond.
+    pub fn with_order(mut self, order: u64) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// The epoch of the store that assigned the id.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Key that orders messages of different channels: publish time, then
+    /// publish order.
+    pub(crate) fn merge_key(&self) -> (u64, u64) {
+        (self.time, self.order)
     }
 
     /// The message encoded by `E`, computed on first use and shared by every
@@ -218,6 +246,7 @@ mod tests {
             },
             1,
             0,
+            7,
         )
     }
 

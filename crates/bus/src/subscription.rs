@@ -38,11 +38,28 @@ pub struct Batch {
     /// Channels that were deleted; they are no longer part of the
     /// subscription.
     pub gone: Vec<ChannelName>,
+    /// Position before this batch's messages, once its gaps are accounted
+    /// for: resuming from it neither reports the gaps again nor misses a
+    /// message of the batch. Advance it with [`Cursor::advance`] to get the
+    /// position after each message of a multi-channel batch.
+    pub start: Cursor,
     /// Position after this batch, covering every channel read.
     pub cursor: Cursor,
 }
 
 impl Batch {
+    /// A batch with nothing in it, at `cursor` (a hold that ended with no
+    /// news).
+    pub fn unchanged(cursor: Cursor) -> Self {
+        Batch {
+            messages: Vec::new(),
+            gaps: Vec::new(),
+            gone: Vec::new(),
+            start: cursor.clone(),
+            cursor,
+        }
+    }
+
     /// True when there is nothing to tell the client.
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty() && self.gaps.is_empty() && self.gone.is_empty()
@@ -114,7 +131,10 @@ impl Reader {
                 Start::Last(n) => {
                     let page = self.engine.read(channel, 0, 0).await?;
                     let back = page.last.saturating_sub(*n as u64);
-                    (back.max(page.oldest - 1).max(page.origin), false)
+                    (
+                        back.max(page.oldest.saturating_sub(1)).max(page.origin),
+                        false,
+                    )
                 }
             };
             self.slots.push(Slot {
@@ -154,10 +174,7 @@ impl Reader {
     /// Reads up to `limit` messages after the current positions and advances
     /// them. Positions change only once every engine read succeeded, so a
     /// failed or cancelled read can simply be retried.
-    pub(crate) async fn read(
-        &mut self,
-        limit: usize,
-    ) -> Result<(Vec<Arc<Message>>, Vec<ChannelName>), Error> {
+    pub(crate) async fn read(&mut self, limit: usize) -> Result<Batch, Error> {
         let epoch = self.engine.epoch();
         if epoch != self.epoch {
             // The store lost its data (or is another store): every position
@@ -180,12 +197,19 @@ impl Reader {
             slot.stale = false;
             slot.pos = read.base;
         }
+        let start = self.cursor();
         for m in &merged {
             if let Some(slot) = self.slots.iter_mut().find(|s| s.channel == m.channel) {
                 slot.pos = slot.pos.max(m.id);
             }
         }
-        Ok((merged, gaps))
+        Ok(Batch {
+            messages: merged,
+            gaps,
+            gone: Vec::new(),
+            start,
+            cursor: self.cursor(),
+        })
     }
 
     async fn read_slot(&self, slot: &Slot, limit: usize) -> Result<SlotRead, Error> {
@@ -211,13 +235,13 @@ impl Reader {
             from = page.origin;
             page = self.engine.read(&slot.channel, 0, limit).await?;
         }
-        if from + 1 < page.oldest {
+        if from.saturating_add(1) < page.oldest {
             gap = true;
         }
         Ok(SlotRead {
             messages: page.messages,
             gap,
-            base: from.max(page.oldest - 1),
+            base: from.max(page.oldest.saturating_sub(1)),
         })
     }
 }
@@ -240,7 +264,7 @@ fn merge(reads: &[SlotRead], limit: usize) -> Vec<Arc<Message>> {
     while out.len() < total {
         let next = (0..reads.len())
             .filter(|&i| heads[i] < reads[i].messages.len())
-            .min_by_key(|&i| reads[i].messages[heads[i]].time);
+            .min_by_key(|&i| reads[i].messages[heads[i]].merge_key());
         let Some(i) = next else { break };
         out.push(reads[i].messages[heads[i]].clone());
         heads[i] += 1;
@@ -272,6 +296,9 @@ impl Subscription {
     /// unavailable it retries with backoff, and delivery resumes from the
     /// same positions once it is back. With no channels, it waits forever.
     pub async fn next(&mut self, limit: usize) -> Batch {
+        // A limit of 0 could never return messages and would wait forever
+        // with messages waiting.
+        let limit = limit.max(1);
         let mut backoff = Duration::from_millis(50);
         loop {
             match self.poll(limit).await {
@@ -299,13 +326,9 @@ impl Subscription {
         }
         let removed = self.reader.remove(&gone);
         self.gone.extend(removed);
-        let (messages, gaps) = self.reader.read(limit).await?;
-        Ok(Batch {
-            messages,
-            gaps,
-            gone: std::mem::take(&mut self.gone),
-            cursor: self.reader.cursor(),
-        })
+        let mut batch = self.reader.read(limit).await?;
+        batch.gone = std::mem::take(&mut self.gone);
+        Ok(batch)
     }
 
     async fn wait(&mut self) {

@@ -43,8 +43,9 @@ pub fn message_fields(out: &mut String, m: &Message) {
     let _ = write!(out, ",\"time\":{}", m.time);
 }
 
-/// `{"messages":[...],"cursor":"...","gap":bool}`, plus `"gone":[...]` when
-/// a channel of the subscription was deleted.
+/// `{"messages":[...],"cursor":"...","gap":bool}`, plus `"gaps":[...]`
+/// naming the channels that missed messages and `"gone":[...]` naming
+/// deleted channels, each only when not empty.
 pub fn batch_json(batch: &Batch) -> Bytes {
     let cursor = batch.cursor.to_string();
     let frames: Vec<Bytes> = batch
@@ -65,16 +66,19 @@ pub fn batch_json(batch: &Batch) -> Bytes {
     out.extend_from_slice(cursor.as_bytes());
     out.extend_from_slice(b"\",\"gap\":");
     out.extend_from_slice(if batch.has_gap() { b"true" } else { b"false" });
-    if !batch.gone.is_empty() {
-        let mut gone = String::from(",\"gone\":[");
-        for (i, c) in batch.gone.iter().enumerate() {
-            if i > 0 {
-                gone.push(',');
-            }
-            write_json_str(&mut gone, c.as_str());
+    for (key, list) in [("gaps", &batch.gaps), ("gone", &batch.gone)] {
+        if list.is_empty() {
+            continue;
         }
-        gone.push(']');
-        out.extend_from_slice(gone.as_bytes());
+        let mut field = format!(",\"{key}\":[");
+        for (i, c) in list.iter().enumerate() {
+            if i > 0 {
+                field.push(',');
+            }
+            write_json_str(&mut field, c.as_str());
+        }
+        field.push(']');
+        out.extend_from_slice(field.as_bytes());
     }
     out.push(b'}');
     Bytes::from(out)

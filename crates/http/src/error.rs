@@ -17,6 +17,9 @@ pub struct Error {
     status: StatusCode,
     code: &'static str,
     message: Cow<'static, str>,
+    /// A header the status requires (`Allow` on 405, `WWW-Authenticate` on
+    /// 401), if any.
+    header: Option<(header::HeaderName, &'static str)>,
 }
 
 impl Error {
@@ -30,6 +33,7 @@ impl Error {
             status,
             code,
             message: message.into(),
+            header: None,
         }
     }
 
@@ -43,13 +47,32 @@ impl Error {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
     }
 
-    /// 405 `method_not_allowed`.
+    /// 405 `method_not_allowed` with `Allow: GET, HEAD`, the methods of
+    /// every subscriber endpoint; see [`Error::allow`] for others.
     pub fn method_not_allowed() -> Self {
         Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "method not allowed on this endpoint",
         )
+        .allow("GET, HEAD")
+    }
+
+    /// Sets the `Allow` header of a 405 (RFC 9110 requires it).
+    pub fn allow(mut self, methods: &'static str) -> Self {
+        self.header = Some((header::ALLOW, methods));
+        self
+    }
+
+    /// 401 `unauthorized` with `WWW-Authenticate: Bearer`.
+    pub fn unauthorized() -> Self {
+        let mut e = Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        );
+        e.header = Some((header::WWW_AUTHENTICATE, "Bearer"));
+        e
     }
 
     /// The HTTP status.
@@ -81,7 +104,22 @@ impl Error {
         out.push_str("\",\"message\":");
         write_json_str(&mut out, message);
         out.push_str("}}");
-        json(self.status, out)
+        let mut res = json(self.status, out);
+        if matches!(
+            self.status,
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+        ) {
+            // The request body was not read to its end, so the connection
+            // cannot carry another request: say so, or a client reusing it
+            // races the close.
+            res.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Some((name, value)) = self.header {
+            res.headers_mut()
+                .insert(name, HeaderValue::from_static(value));
+        }
+        res
     }
 }
 
@@ -95,7 +133,16 @@ impl From<herald_bus::Error> for Error {
             E::TooManyChannels { .. } => (StatusCode::BAD_REQUEST, "too_many_channels"),
             E::InvalidUtf8 => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_utf8"),
             E::InvalidJson(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_json"),
-            E::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"),
+            E::Unavailable(why) => {
+                // The details (hosts, store errors) go to the log, not to
+                // the client.
+                tracing::warn!(reason = %why, "engine unavailable");
+                return Error::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "engine_unavailable",
+                    "the engine is unavailable; retry later",
+                );
+            }
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         Error::new(status, code, e.to_string())

@@ -16,4 +16,4 @@ pub use body::{Body, empty, full, json};
 pub use context::{Context, Limits};
 pub use envelope::{batch_json, message_fields, write_json_str};
 pub use error::{Error, json_errors};
-pub use request::{Query, channels, header_str};
+pub use request::{Query, channel, channels, header_str};

@@ -9,9 +9,24 @@ use http::{HeaderMap, header::HeaderName};
 
 use crate::{Error, Limits};
 
-/// Parses a comma-separated channel list from a path segment.
+/// Parses a comma-separated channel list from a path segment, after
+/// percent-decoding it (browsers' `encodeURIComponent` encodes `@` and `:`).
 pub fn channels(segment: &str, limits: &Limits) -> Result<Vec<ChannelName>, Error> {
-    Ok(ChannelName::parse_list(segment, limits.max_channels)?)
+    Ok(ChannelName::parse_list(
+        &decode(segment)?,
+        limits.max_channels,
+    )?)
+}
+
+/// Parses one channel name from a path segment, after percent-decoding it.
+pub fn channel(segment: &str) -> Result<ChannelName, Error> {
+    Ok(ChannelName::new(&decode(segment)?)?)
+}
+
+fn decode(segment: &str) -> Result<std::borrow::Cow<'_, str>, Error> {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map_err(|_| Error::bad_request("invalid_channel", "channel names are ASCII"))
 }
 
 /// A header's value as text, if present and visible ASCII.
@@ -79,6 +94,17 @@ impl Query {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channel_segments_are_percent_decoded() {
+        let l = Limits::default();
+        let got = channels("a%40b,c%3Ad", &l).unwrap();
+        assert_eq!(got[0].as_str(), "a@b");
+        assert_eq!(got[1].as_str(), "c:d");
+        assert_eq!(channel("x%7E").unwrap().as_str(), "x~");
+        assert_eq!(channel("a%20b").unwrap_err().code(), "invalid_channel");
+        assert_eq!(channel("%FF").unwrap_err().code(), "invalid_channel");
+    }
 
     #[test]
     fn start_from_query() {

@@ -61,6 +61,10 @@ options! {
     max_channels: usize = "HERALD_MAX_CHANNELS",
     /// Messages per response or stream batch [default: 1000].
     max_messages: usize = "HERALD_MAX_MESSAGES",
+    /// Seconds a long poll is held when the client gives no `timeout` [default: 25].
+    longpoll_timeout: u64 = "HERALD_LONGPOLL_TIMEOUT",
+    /// Longest long-poll hold in seconds a client may ask for; keep it below your proxy's read timeout [default: 55].
+    longpoll_max_timeout: u64 = "HERALD_LONGPOLL_MAX_TIMEOUT",
     /// Largest publish body in bytes [default: 65536].
     max_body: usize = "HERALD_MAX_BODY",
     /// Messages per batch publish [default: 1000].
@@ -75,6 +79,12 @@ options! {
     drain_timeout: u64 = "HERALD_DRAIN_TIMEOUT",
     /// Comma-separated origins allowed by CORS on the public listener, or `*` [default: *].
     cors_origins: String = "HERALD_CORS_ORIGINS",
+    /// Milliseconds an SSE client waits before reconnecting (sent as `retry:`) [default: 3000].
+    sse_retry: u64 = "HERALD_SSE_RETRY",
+    /// Seconds of silence after which an SSE stream gets a heartbeat comment [default: 15].
+    sse_heartbeat: u64 = "HERALD_SSE_HEARTBEAT",
+    /// Seconds after which an SSE stream ends so that the client reconnects; 0 = never [default: 0].
+    sse_max_lifetime: u64 = "HERALD_SSE_MAX_LIFETIME",
 }
 
 impl Args {
@@ -128,6 +138,12 @@ impl Args {
         if let Some(v) = self.max_messages {
             c.limits.max_messages = v;
         }
+        if let Some(v) = self.longpoll_timeout {
+            c.longpoll.timeout = secs(v);
+        }
+        if let Some(v) = self.longpoll_max_timeout {
+            c.longpoll.max_timeout = secs(v);
+        }
         if let Some(v) = self.max_body {
             c.max_body = v;
         }
@@ -153,6 +169,47 @@ impl Args {
                 .filter(|s| !s.is_empty())
                 .collect();
         }
+        if let Some(v) = self.sse_retry {
+            c.sse.retry = Duration::from_millis(v);
+        }
+        if let Some(v) = self.sse_heartbeat {
+            c.sse.heartbeat = secs(v);
+        }
+        if let Some(v) = self.sse_max_lifetime {
+            c.sse.max_lifetime = (v > 0).then(|| secs(v));
+        }
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(args: &[&str]) -> Result<Config, ConfigError> {
+        let argv = std::iter::once("herald").chain(args.iter().copied());
+        Args::try_parse_from(argv).unwrap().resolve()
+    }
+
+    #[test]
+    fn sse_options() {
+        let c = resolve(&[]).unwrap();
+        assert_eq!(c.sse, herald_sse::Config::default());
+        let c = resolve(&[
+            "--sse-retry",
+            "250",
+            "--sse-heartbeat",
+            "2",
+            "--sse-max-lifetime",
+            "60",
+        ])
+        .unwrap();
+        assert_eq!(c.sse.retry, Duration::from_millis(250));
+        assert_eq!(c.sse.heartbeat, Duration::from_secs(2));
+        assert_eq!(c.sse.max_lifetime, Some(Duration::from_secs(60)));
+        let c = resolve(&["--sse-max-lifetime", "0"]).unwrap();
+        assert_eq!(c.sse.max_lifetime, None, "0 means no limit");
+        let e = resolve(&["--sse-heartbeat", "0"]).unwrap_err();
+        assert!(e.0.contains("sse-heartbeat"), "{e}");
     }
 }

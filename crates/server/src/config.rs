@@ -27,6 +27,9 @@ pub struct Config {
     /// Subscription limits. Defaults: 32 channels per subscription, 1000
     /// messages per response.
     pub limits: Limits,
+    /// Long-poll hold times. Defaults: 25 s when the client gives no
+    /// `timeout`, at most 55 s whatever it asks.
+    pub longpoll: herald_longpoll::Config,
     /// Largest publish request body, in bytes. Default 64 KiB.
     pub max_body: usize,
     /// Messages in one batch publish. Default 1000.
@@ -44,6 +47,9 @@ pub struct Config {
     /// Origins allowed to subscribe cross-origin (CORS) on the public
     /// listener; `*` allows any. Default `*`.
     pub cors_origins: Vec<String>,
+    /// Server-Sent Events: reconnection delay (default 3 s), heartbeat
+    /// (default 15 s) and maximum stream lifetime (default none).
+    pub sse: herald_sse::Config,
 }
 
 impl Default for Config {
@@ -54,6 +60,7 @@ impl Default for Config {
             publish_token: None,
             history: herald_bus::Config::default(),
             limits: Limits::default(),
+            longpoll: herald_longpoll::Config::default(),
             max_body: 64 * 1024,
             max_batch: 1000,
             max_connections: 50_000,
@@ -61,6 +68,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
             cors_origins: vec!["*".into()],
+            sse: herald_sse::Config::default(),
         }
     }
 }
@@ -78,7 +86,7 @@ impl Config {
         if self.history.max_messages == 0 {
             return fail("history-messages must be at least 1");
         }
-        if self.history.max_bytes < self.max_body + 64 + 64 {
+        if self.history.max_bytes < self.max_body.saturating_add(128) {
             return fail(
                 "history-bytes must exceed max-body by at least 128 bytes, so that every accepted message can be stored",
             );
@@ -92,11 +100,42 @@ impl Config {
         if self.limits.max_messages == 0 {
             return fail("max-messages must be at least 1");
         }
+        if self.longpoll.timeout < Duration::from_secs(1) {
+            return fail("longpoll-timeout must be at least 1 second");
+        }
+        if self.longpoll.max_timeout < Duration::from_secs(1) {
+            return fail("longpoll-max-timeout must be at least 1 second");
+        }
+        if self.longpoll.timeout > self.longpoll.max_timeout {
+            return fail("longpoll-timeout must not exceed longpoll-max-timeout");
+        }
         if self.max_batch == 0 {
             return fail("max-batch must be at least 1");
         }
-        if self.max_connections == 0 {
-            return fail("max-connections must be at least 1");
+        if self.max_connections == 0 || self.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
+            return fail("max-connections must be between 1 and 2^61");
+        }
+        for (name, value) in [
+            ("header-read-timeout", self.header_read_timeout),
+            ("request-timeout", self.request_timeout),
+            ("drain-timeout", self.drain_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError(format!("{name} must be at least 1 second")));
+            }
+        }
+        if self.cors_origins.is_empty() {
+            return fail("cors-origins must name at least one origin, or `*`");
+        }
+        if self.sse.heartbeat < Duration::from_secs(1) {
+            return fail("sse-heartbeat must be at least 1 second");
+        }
+        if self
+            .sse
+            .max_lifetime
+            .is_some_and(|d| d < Duration::from_secs(1))
+        {
+            return fail("sse-max-lifetime must be 0 (no limit) or at least 1 second");
         }
         if self.publish_token.as_deref() == Some("") {
             return fail("publish-token must not be empty when set");
@@ -127,5 +166,27 @@ mod tests {
         c.history.max_bytes = c.max_body;
         let e = c.validate().unwrap_err();
         assert!(e.0.contains("history-bytes"));
+    }
+
+    #[test]
+    fn longpoll_hold_times_are_checked() {
+        let secs = Duration::from_secs;
+        let with = |timeout, max_timeout| Config {
+            longpoll: herald_longpoll::Config {
+                timeout,
+                max_timeout,
+            },
+            ..Config::default()
+        };
+        with(secs(1), secs(1)).validate().unwrap();
+        for (c, option) in [
+            (with(secs(0), secs(55)), "longpoll-timeout"),
+            (with(secs(0), secs(0)), "longpoll-timeout"),
+            (with(secs(1), secs(0)), "longpoll-max-timeout"),
+            (with(secs(56), secs(55)), "longpoll-timeout must not exceed"),
+        ] {
+            let e = c.validate().unwrap_err();
+            assert!(e.0.contains(option), "{e}");
+        }
     }
 }

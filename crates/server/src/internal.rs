@@ -54,7 +54,9 @@ impl Internal {
             (Some("channels"), Some(channel), Method::GET) => self.info(channel).await,
             (Some("channels"), Some(channel), Method::DELETE) => self.delete(channel).await,
             (Some("healthz"), None, Method::GET | Method::HEAD) => Ok(self.health()),
-            (Some("publish" | "channels" | "healthz"), _, _) => Err(Error::method_not_allowed()),
+            (Some("publish"), _, _) => Err(Error::method_not_allowed().allow("POST")),
+            (Some("channels"), Some(_), _) => Err(Error::method_not_allowed().allow("GET, DELETE")),
+            (Some("healthz"), None, _) => Err(Error::method_not_allowed()),
             _ => Err(Error::not_found()),
         }
     }
@@ -64,16 +66,13 @@ impl Internal {
             return Ok(());
         };
         let given = header_str(req.headers(), &header::AUTHORIZATION)
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, t)| t.trim());
+        if same_secret(given.as_bytes(), token.as_bytes()) {
             Ok(())
         } else {
-            Err(Error::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "a valid bearer token is required",
-            ))
+            Err(Error::unauthorized())
         }
     }
 
@@ -82,7 +81,7 @@ impl Internal {
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let channel = ChannelName::new(channel)?;
+        let channel = herald_http::channel(channel)?;
         let query = Query::parse(req.uri().query());
         let event = query.get("event").map(EventName::new).transpose()?;
         let is_json = header_str(req.headers(), &header::CONTENT_TYPE).is_some_and(is_json_type);
@@ -100,8 +99,15 @@ impl Internal {
                 payload,
             }])
             .await?;
+        let Some(first) = published.first() else {
+            return Err(Error::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the engine stored nothing",
+            ));
+        };
         let mut out = String::new();
-        published_json(&mut out, &published[0]);
+        published_json(&mut out, first);
         Ok(json(StatusCode::ACCEPTED, out))
     }
 
@@ -196,7 +202,7 @@ impl Internal {
     }
 
     async fn info(&self, channel: &str) -> Result<Response<Body>, Error> {
-        let channel = ChannelName::new(channel)?;
+        let channel = herald_http::channel(channel)?;
         let info = self.bus.info(&channel).await?;
         let opt = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
         let mut out = String::from("{\"channel\":");
@@ -213,7 +219,7 @@ impl Internal {
     }
 
     async fn delete(&self, channel: &str) -> Result<Response<Body>, Error> {
-        let channel = ChannelName::new(channel)?;
+        let channel = herald_http::channel(channel)?;
         let existed = self.bus.delete(&channel).await?;
         let mut out = String::from("{\"channel\":");
         write_json_str(&mut out, channel.as_str());
@@ -246,6 +252,16 @@ fn describe(code: &str) -> &'static str {
         "invalid_json" => "data is not valid JSON",
         _ => "invalid message",
     }
+}
+
+/// Compares a given token with the secret in time that depends only on the
+/// secret's length, so that neither the secret's bytes nor its length leak.
+fn same_secret(given: &[u8], secret: &[u8]) -> bool {
+    let mut same = subtle::Choice::from(u8::from(given.len() == secret.len()));
+    for (i, b) in secret.iter().enumerate() {
+        same &= given.get(i).unwrap_or(&0).ct_eq(b);
+    }
+    same.into()
 }
 
 fn is_json_type(content_type: &str) -> bool {

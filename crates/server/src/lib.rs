@@ -72,7 +72,7 @@ impl Herald {
             limits: config.limits.clone(),
             shutdown: shutdown.clone(),
         };
-        let public = public::Public::new(ctx, tasks.clone());
+        let public = public::Public::new(ctx, tasks.clone(), &config);
         let internal = internal::Internal::new(bus.clone(), &config);
         Ok(Herald {
             inner: Arc::new(Inner {
@@ -185,7 +185,7 @@ pub async fn run(
     let config = herald.config().clone();
     let graceful = GracefulShutdown::new();
     let stop = CancellationToken::new();
-    let limits = || serve::Limits {
+    let limits = || serve::ConnLimits {
         max_connections: config.max_connections,
         header_read_timeout: config.header_read_timeout,
     };
@@ -277,9 +277,10 @@ async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            tracing::warn!("cannot watch SIGTERM; only Ctrl-C stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
         };
         tokio::select! {
             _ = term.recv() => {}

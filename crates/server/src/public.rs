@@ -3,18 +3,30 @@
 //! listener, so that a reverse proxy fronting this one can never reach it.
 
 use herald_http::{Body, Context, Error, json};
+use herald_longpoll::LongPoll;
 use herald_poll::Poll;
+use herald_sse::Sse;
 use http::{Method, Request, Response, StatusCode};
+
+use crate::Config;
 
 /// The public routes, before tower layers.
 pub(crate) struct Public {
     poll: Poll,
+    longpoll: LongPoll,
+    sse: Sse,
 }
 
 impl Public {
-    pub(crate) fn new(ctx: Context, _tasks: tokio_util::task::TaskTracker) -> Self {
+    pub(crate) fn new(
+        ctx: Context,
+        _tasks: tokio_util::task::TaskTracker,
+        config: &Config,
+    ) -> Self {
         Public {
             poll: Poll::new(ctx.clone()),
+            longpoll: LongPoll::new(ctx.clone(), config.longpoll.clone()),
+            sse: Sse::new(ctx.clone(), config.sse.clone()),
         }
     }
 
@@ -29,7 +41,9 @@ impl Public {
         match (segments.next(), segments.next()) {
             (Some("healthz"), None) if is_get => json(StatusCode::OK, r#"{"status":"ok"}"#),
             (Some("poll"), Some(list)) if is_get => self.poll.handle(&req, list).await,
-            (Some("healthz"), None) | (Some("poll"), Some(_)) => {
+            (Some("longpoll"), Some(list)) if is_get => self.longpoll.handle(&req, list).await,
+            (Some("sse"), Some(list)) if is_get => self.sse.handle(&req, list).await,
+            (Some("healthz"), None) | (Some("poll" | "longpoll" | "sse"), Some(_)) => {
                 Error::method_not_allowed().into_response()
             }
             _ => Error::not_found().into_response(),

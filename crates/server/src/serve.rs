@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tower::util::BoxCloneService;
 
 /// Per-listener connection settings.
-pub(crate) struct Limits {
+pub(crate) struct ConnLimits {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
 }
@@ -32,7 +32,7 @@ pub(crate) struct Limits {
 pub(crate) async fn accept(
     listener: TcpListener,
     service: BoxCloneService<Request<Incoming>, Response<Body>, Infallible>,
-    limits: Limits,
+    limits: ConnLimits,
     graceful: &GracefulShutdown,
     stop: CancellationToken,
 ) {
@@ -44,7 +44,13 @@ pub(crate) async fn accept(
         // Small idle connections matter more than a large read buffer: a
         // subscriber sends one request and then only reads.
         .max_buf_size(16 * 1024);
-    builder.http2().timer(TokioTimer::new());
+    // HTTP/2 has no header read timeout; keep-alive pings find dead peers
+    // (and idle connections that hold no stream) instead.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(20));
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let permit = tokio::select! {
