@@ -19,7 +19,7 @@ use herald_bench::{
 use support::Server;
 
 /// The subscriber transports herald serves.
-const TRANSPORTS: &[Transport] = &[Transport::Poll];
+const TRANSPORTS: &[Transport] = &[Transport::Poll, Transport::Longpoll, Transport::Sse];
 
 fn common(s: &Server, transport: Transport) -> Common {
     let target = Target::new(System::Herald, s.public, s.internal).unwrap();
