@@ -35,7 +35,7 @@ command -v taskset >/dev/null || { echo "taskset is required (util-linux)" >&2; 
 [ -x "$PEERS/nchan/start" ] || { echo "no peers scripts at $PEERS" >&2; exit 1; }
 
 log "building herald and herald-bench (release)"
-cargo build --release --bin herald -p herald-bench
+cargo build --release -p herald -p herald-bench
 bench_bin=$root/target/release/herald-bench
 
 # bench SCENARIO ARGS...: one run, load generator pinned; its JSON line

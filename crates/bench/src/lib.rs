@@ -58,6 +58,9 @@ pub enum Error {
     /// The gateway's answer could not be understood.
     #[error("protocol: {0}")]
     Protocol(&'static str),
+    /// No subscriber could subscribe; the first one's error.
+    #[error("no subscriber could subscribe: {0}")]
+    NoSubscriber(String),
     /// Not every subscriber was ready in time.
     #[error("{0}")]
     Timeout(String),

@@ -227,7 +227,7 @@ pub fn markdown(reports: &[Report]) -> String {
     }
     let herald: BTreeMap<_, _> = reports
         .iter()
-        .filter(|r| r.system == "herald" && r.na.is_none())
+        .filter(|r| r.system == "herald")
         .map(|r| (r.key(), r))
         .collect();
     let _ = writeln!(
@@ -243,7 +243,7 @@ pub fn markdown(reports: &[Report]) -> String {
         let Some(h) = herald.get(&peer.key()) else {
             continue;
         };
-        let cells = if peer.na.is_some() {
+        let cells = if peer.na.is_some() || h.na.is_some() {
             vec!["n/a".to_string(); 5]
         } else {
             let p99 = |r: &Report| r.latency_us.map(|l| l.p99 as f64);

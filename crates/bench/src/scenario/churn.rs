@@ -167,7 +167,10 @@ async fn phase(cfg: &Config, channels: &[Arc<str>], hist: &Arc<Shards>, length: 
                     },
                 );
                 match tokio::time::timeout(limit, session).await {
-                    Ok(Ok(())) if got > 0 || stop.is_cancelled() => total.sessions += 1,
+                    // Cut short by the end of the phase: neither a
+                    // completed session nor a failure.
+                    _ if stop.is_cancelled() && got < k => {}
+                    Ok(Ok(())) => total.sessions += 1,
                     _ => total.errors += 1,
                 }
                 total.counts.add(&t.counts);

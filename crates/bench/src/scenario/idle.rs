@@ -93,8 +93,8 @@ impl Share {
                         },
                     )
                     .await;
-                    if r.is_err() {
-                        gate.failed();
+                    if let Err(e) = &r {
+                        gate.failed(e);
                     }
                 }
             },

@@ -122,6 +122,8 @@ pub(crate) struct Ready {
     ready: AtomicU64,
     errors: AtomicU64,
     notify: Notify,
+    /// The first subscriber error, to explain a run where none subscribed.
+    first_error: Mutex<Option<String>>,
 }
 
 impl Ready {
@@ -130,7 +132,11 @@ impl Ready {
         self.notify.notify_one();
     }
 
-    pub(crate) fn failed(&self) {
+    pub(crate) fn failed(&self, e: &Error) {
+        self.first_error
+            .lock()
+            .expect("never poisoned")
+            .get_or_insert_with(|| e.to_string());
         self.errors.fetch_add(1, Ordering::SeqCst);
         self.notify.notify_one();
     }
@@ -144,6 +150,8 @@ impl Ready {
     }
 
     /// Waits until `n` subscribers are in place or failed, at most `limit`.
+    /// Fails when that takes longer, or when every one of them failed (the
+    /// gateway refuses the transport: measuring it would say nothing).
     pub(crate) async fn wait(&self, n: usize, limit: Duration) -> Result<(), Error> {
         let deadline = tokio::time::Instant::now() + limit;
         while self.ready() + self.errors() < n as u64 {
@@ -157,6 +165,10 @@ impl Ready {
                     self.errors()
                 )));
             }
+        }
+        if n > 0 && self.ready() == 0 {
+            let first = self.first_error.lock().expect("never poisoned").clone();
+            return Err(Error::NoSubscriber(first.unwrap_or_default()));
         }
         Ok(())
     }
@@ -218,10 +230,10 @@ impl Gate {
         }
     }
 
-    /// The subscriber failed (before or after it was in place).
-    pub(crate) fn failed(&mut self) {
+    /// The subscriber failed with `e` (before or after it was in place).
+    pub(crate) fn failed(&mut self, e: &Error) {
         self.permit.take();
-        self.ready.failed();
+        self.ready.failed(e);
     }
 }
 

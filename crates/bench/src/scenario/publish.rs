@@ -91,8 +91,8 @@ pub async fn run(cfg: &Config) -> Result<Report, Error> {
                     },
                 )
                 .await;
-                if r.is_err() {
-                    gate.failed();
+                if let Err(e) = &r {
+                    gate.failed(e);
                 }
                 (i % nch, t)
             }
