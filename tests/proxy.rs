@@ -180,3 +180,38 @@ async fn sse_is_not_buffered_by_nginx() {
         seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
     }
 }
+
+#[tokio::test]
+async fn websockets_pass_through_nginx() {
+    use futures::SinkExt;
+    use tokio_tungstenite::{connect_async, tungstenite::Message};
+    let s = Server::start(&[]);
+    let Some(nginx) = Nginx::start(&s) else {
+        return;
+    };
+    let url = nginx.url("/ws/live").replacen("http", "ws", 1);
+    let (mut ws, res) = connect_async(url).await.expect("upgrade through nginx");
+    assert_eq!(res.status(), 101);
+    let mut frames = Vec::new();
+    s.publish("live", "via nginx").await;
+    ws.send(Message::text(r#"{"type":"ping","ref":"p"}"#))
+        .await
+        .unwrap();
+    // subscribed, the message, and the pong, both ways through the proxy.
+    while frames.len() < 3 {
+        let m = tokio::time::timeout(Duration::from_secs(3), ws.next())
+            .await
+            .expect("a frame in time")
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = m {
+            frames.push(serde_json::from_str::<Value>(&t).unwrap());
+        }
+    }
+    assert_eq!(frames[0]["type"], "subscribed");
+    assert!(
+        frames.iter().any(|f| f["data"] == "via nginx"),
+        "{frames:?}"
+    );
+    assert!(frames.iter().any(|f| f["type"] == "pong"), "{frames:?}");
+}

@@ -32,6 +32,8 @@ impl Server {
     }
 
     /// Starts herald with extra arguments and environment variables.
+    // The child is waited for in `Drop` (and in `terminate`), which the lint
+    // cannot see.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
         cmd.args([
@@ -252,4 +254,12 @@ pub fn js_script(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/js")
         .join(name)
+}
+
+pub mod redis;
+
+/// A fresh `redis-server` on a free port, or `None` (a loud skip, or a
+/// failure in CI) when it is not installed.
+pub fn redis() -> Option<redis::RedisServer> {
+    need("redis-server").map(|program| redis::RedisServer::start(&program))
 }

@@ -138,7 +138,7 @@ mod tests {
     #[tokio::test]
     async fn bad_input_is_a_json_400() {
         let (p, _) = poll();
-        for uri in ["/poll/a b", "/poll/news?since=%%%", "/poll/news?last=x"] {
+        for uri in ["/poll/a%20b", "/poll/news?since=%%%", "/poll/news?last=x"] {
             let (s, _, v) = get(&p, uri, None).await;
             assert_eq!(s, 400, "{uri}");
             assert!(v["error"]["code"].is_string());

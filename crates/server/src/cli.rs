@@ -11,7 +11,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::Parser;
 use serde::Deserialize;
 
-use crate::{Config, config::ConfigError};
+use crate::{
+    Config,
+    config::{ConfigError, EngineKind},
+};
 
 macro_rules! options {
     ($( $(#[doc = $doc:literal])* $name:ident : $ty:ty = $env:literal ),* $(,)?) => {
@@ -51,6 +54,10 @@ options! {
     internal_addr: SocketAddr = "HERALD_INTERNAL_ADDR",
     /// Bearer token required on the internal listener [default: none].
     publish_token: String = "HERALD_PUBLISH_TOKEN",
+    /// Storage engine: memory (one instance) or redis (several instances share one Redis) [default: memory].
+    engine: EngineKind = "HERALD_ENGINE",
+    /// Redis URL for engine = redis [default: redis://127.0.0.1:6379].
+    redis_url: String = "HERALD_REDIS_URL",
     /// Messages kept per channel [default: 100].
     history_messages: usize = "HERALD_HISTORY_MESSAGES",
     /// Bytes kept per channel [default: 1048576].
@@ -85,6 +92,20 @@ options! {
     sse_heartbeat: u64 = "HERALD_SSE_HEARTBEAT",
     /// Seconds after which an SSE stream ends so that the client reconnects; 0 = never [default: 0].
     sse_max_lifetime: u64 = "HERALD_SSE_MAX_LIFETIME",
+    /// Seconds between the server's WebSocket pings [default: 20].
+    ws_ping_interval: u64 = "HERALD_WS_PING_INTERVAL",
+    /// Seconds a WebSocket peer has to answer a ping before it is closed [default: 20].
+    ws_ping_timeout: u64 = "HERALD_WS_PING_TIMEOUT",
+    /// Largest WebSocket client frame in bytes; larger closes with 1009 [default: 65536].
+    ws_max_frame: usize = "HERALD_WS_MAX_FRAME",
+    /// Bad WebSocket client frames before the connection is closed with 1008 [default: 10].
+    ws_max_bad_frames: u32 = "HERALD_WS_MAX_BAD_FRAMES",
+    /// Channels one WebSocket connection may subscribe to [default: 100].
+    ws_max_subscriptions: usize = "HERALD_WS_MAX_SUBSCRIPTIONS",
+    /// Comma-separated origins allowed to open a WebSocket; empty allows any [default: empty].
+    ws_origins: String = "HERALD_WS_ORIGINS",
+    /// A WebSocket reader that falls behind the history: `gap` or `close` (1013) [default: gap].
+    ws_slow_policy: herald_ws::SlowPolicy = "HERALD_WS_SLOW_POLICY",
 }
 
 impl Args {
@@ -122,6 +143,12 @@ impl Args {
         }
         if let Some(v) = self.publish_token {
             c.publish_token = Some(v);
+        }
+        if let Some(v) = self.engine {
+            c.engine = v;
+        }
+        if let Some(v) = self.redis_url {
+            c.redis_url = v;
         }
         if let Some(v) = self.history_messages {
             c.history.max_messages = v;
@@ -163,11 +190,28 @@ impl Args {
             c.drain_timeout = secs(v);
         }
         if let Some(v) = self.cors_origins {
-            c.cors_origins = v
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect();
+            c.cors_origins = comma_list(&v);
+        }
+        if let Some(v) = self.ws_ping_interval {
+            c.ws.ping_interval = secs(v);
+        }
+        if let Some(v) = self.ws_ping_timeout {
+            c.ws.ping_timeout = secs(v);
+        }
+        if let Some(v) = self.ws_max_frame {
+            c.ws.max_frame = v;
+        }
+        if let Some(v) = self.ws_max_bad_frames {
+            c.ws.max_bad_frames = v;
+        }
+        if let Some(v) = self.ws_max_subscriptions {
+            c.ws.max_subscriptions = v;
+        }
+        if let Some(v) = self.ws_origins {
+            c.ws.origins = comma_list(&v);
+        }
+        if let Some(v) = self.ws_slow_policy {
+            c.ws.slow_policy = v;
         }
         if let Some(v) = self.sse_retry {
             c.sse.retry = Duration::from_millis(v);
@@ -182,6 +226,14 @@ impl Args {
     }
 }
 
+/// `a, b,,c` → `["a", "b", "c"]`.
+fn comma_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +241,43 @@ mod tests {
     fn resolve(args: &[&str]) -> Result<Config, ConfigError> {
         let argv = std::iter::once("herald").chain(args.iter().copied());
         Args::try_parse_from(argv).unwrap().resolve()
+    }
+
+    #[test]
+    fn ws_options() {
+        let c = resolve(&[]).unwrap();
+        assert_eq!(c.ws, herald_ws::Config::default());
+        let c = resolve(&[
+            "--ws-ping-interval",
+            "5",
+            "--ws-ping-timeout",
+            "7",
+            "--ws-max-frame",
+            "4096",
+            "--ws-max-bad-frames",
+            "2",
+            "--ws-max-subscriptions",
+            "3",
+            "--ws-origins",
+            "https://a.example, https://b.example",
+            "--ws-slow-policy",
+            "close",
+        ])
+        .unwrap();
+        assert_eq!(c.ws.ping_interval, Duration::from_secs(5));
+        assert_eq!(c.ws.ping_timeout, Duration::from_secs(7));
+        assert_eq!(c.ws.max_frame, 4096);
+        assert_eq!(c.ws.max_bad_frames, 2);
+        assert_eq!(c.ws.max_subscriptions, 3);
+        assert_eq!(c.ws.origins, ["https://a.example", "https://b.example"]);
+        assert_eq!(c.ws.slow_policy, herald_ws::SlowPolicy::Close);
+        let e = resolve(&["--ws-max-frame", "10"]).unwrap_err();
+        assert!(e.0.contains("ws-max-frame"), "{e}");
+        let file: Args =
+            toml::from_str("ws-slow-policy = \"close\"\nws-origins = \"https://a.example\"\n")
+                .unwrap();
+        let c = Args::default().or(file).into_config();
+        assert_eq!(c.ws.slow_policy, herald_ws::SlowPolicy::Close);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! the CLI module's business; this module only says what the values are and
 //! which combinations make sense.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, str::FromStr, time::Duration};
 
 use herald_http::Limits;
 
@@ -22,6 +22,12 @@ pub struct Config {
     /// Bearer token required on every internal endpoint when set. Default
     /// none.
     pub publish_token: Option<String>,
+    /// Where ids, history and notifications live. Default
+    /// [`EngineKind::Memory`].
+    pub engine: EngineKind,
+    /// Redis URL, used with [`EngineKind::Redis`]. Default
+    /// `redis://127.0.0.1:6379`.
+    pub redis_url: String,
     /// History bounds per channel. Defaults: 100 messages, 1 MiB, 10 min.
     pub history: herald_bus::Config,
     /// Subscription limits. Defaults: 32 channels per subscription, 1000
@@ -50,6 +56,10 @@ pub struct Config {
     /// Server-Sent Events: reconnection delay (default 3 s), heartbeat
     /// (default 15 s) and maximum stream lifetime (default none).
     pub sse: herald_sse::Config,
+    /// The WebSocket transport. Defaults: ping every 20 s, 20 s to answer,
+    /// 64 KiB frames, 10 bad frames, 100 subscriptions per connection, any
+    /// origin, `gap` for slow readers.
+    pub ws: herald_ws::Config,
 }
 
 impl Default for Config {
@@ -58,6 +68,8 @@ impl Default for Config {
             public_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             internal_addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
             publish_token: None,
+            engine: EngineKind::Memory,
+            redis_url: "redis://127.0.0.1:6379".into(),
             history: herald_bus::Config::default(),
             limits: Limits::default(),
             longpoll: herald_longpoll::Config::default(),
@@ -69,6 +81,29 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(10),
             cors_origins: vec!["*".into()],
             sse: herald_sse::Config::default(),
+            ws: herald_ws::Config::default(),
+        }
+    }
+}
+
+/// The storage engine behind the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// In this process: one instance, nothing survives a restart.
+    Memory,
+    /// In Redis: several instances share ids, history and cursors.
+    Redis,
+}
+
+impl FromStr for EngineKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "memory" => Ok(EngineKind::Memory),
+            "redis" => Ok(EngineKind::Redis),
+            _ => Err(format!("{s:?} is not an engine; use memory or redis")),
         }
     }
 }
@@ -137,18 +172,50 @@ impl Config {
         {
             return fail("sse-max-lifetime must be 0 (no limit) or at least 1 second");
         }
+        if self.engine == EngineKind::Redis && self.redis_url.is_empty() {
+            return fail("redis-url must not be empty with engine = redis");
+        }
         if self.publish_token.as_deref() == Some("") {
             return fail("publish-token must not be empty when set");
         }
-        if self
-            .cors_origins
-            .iter()
-            .any(|o| o != "*" && http::HeaderValue::from_str(o).is_err())
-        {
+        if !origins_valid(&self.cors_origins) {
             return fail("cors-origins must be `*` or a comma-separated list of origins");
+        }
+        self.validate_ws()
+    }
+
+    fn validate_ws(&self) -> Result<(), ConfigError> {
+        let fail = |s: &str| Err(ConfigError(s.to_string()));
+        let ws = &self.ws;
+        if ws.ping_interval < Duration::from_secs(1) {
+            return fail("ws-ping-interval must be at least 1 second");
+        }
+        if ws.ping_timeout < Duration::from_secs(1) {
+            return fail("ws-ping-timeout must be at least 1 second");
+        }
+        if ws.max_frame < 1024 {
+            return fail(
+                "ws-max-frame must be at least 1024 bytes, so that a subscribe frame fits",
+            );
+        }
+        if ws.max_bad_frames == 0 {
+            return fail("ws-max-bad-frames must be at least 1");
+        }
+        if ws.max_subscriptions == 0 {
+            return fail("ws-max-subscriptions must be at least 1");
+        }
+        if !origins_valid(&ws.origins) {
+            return fail("ws-origins must be a comma-separated list of origins");
         }
         Ok(())
     }
+}
+
+/// True when every entry is `*` or usable as a header value.
+fn origins_valid(origins: &[String]) -> bool {
+    origins
+        .iter()
+        .all(|o| o == "*" || http::HeaderValue::from_str(o).is_ok())
 }
 
 #[cfg(test)]
@@ -158,6 +225,33 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn ws_options_are_checked_by_name() {
+        let mut c = Config::default();
+        c.ws.ping_interval = Duration::ZERO;
+        assert!(c.validate().unwrap_err().0.contains("ws-ping-interval"));
+        let mut c = Config::default();
+        c.ws.max_bad_frames = 0;
+        assert!(c.validate().unwrap_err().0.contains("ws-max-bad-frames"));
+        let mut c = Config::default();
+        c.ws.origins = vec!["bad\norigin".into()];
+        assert!(c.validate().unwrap_err().0.contains("ws-origins"));
+    }
+
+    #[test]
+    fn engine_names_parse() {
+        assert_eq!("redis".parse(), Ok(EngineKind::Redis));
+        assert_eq!("memory".parse(), Ok(EngineKind::Memory));
+        assert!("mongo".parse::<EngineKind>().is_err());
+        let mut c = Config {
+            engine: EngineKind::Redis,
+            ..Config::default()
+        };
+        c.validate().unwrap();
+        c.redis_url.clear();
+        assert!(c.validate().unwrap_err().0.contains("redis-url"));
     }
 
     #[test]

@@ -32,7 +32,7 @@ use tower_http::{
 };
 
 pub use cli::Args;
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, EngineKind};
 pub use herald_bus as bus;
 
 /// An embeddable gateway: the bus, the subscriber transports and the
@@ -262,7 +262,21 @@ async fn serve_main(config: Config) -> Result<(), String> {
     };
     let public = bind(config.public_addr).await?;
     let internal = bind(config.internal_addr).await?;
-    let herald = Herald::new(config).map_err(|e| e.to_string())?;
+    let bus = match config.engine {
+        EngineKind::Memory => Bus::memory(config.history.clone()),
+        EngineKind::Redis => {
+            let redis = herald_redis::Config {
+                url: config.redis_url.clone(),
+                ..herald_redis::Config::default()
+            };
+            let engine = herald_redis::RedisEngine::connect(&redis, config.history.clone())
+                .await
+                .map_err(|e| format!("cannot use Redis at {}: {e}", redacted(&config.redis_url)))?;
+            tracing::info!(url = %redacted(&config.redis_url), "using the Redis engine");
+            Bus::new(engine)
+        }
+    };
+    let herald = Herald::with_bus(config, bus).map_err(|e| e.to_string())?;
     let (p, i) = (
         public.local_addr().map_err(|e| e.to_string())?,
         internal.local_addr().map_err(|e| e.to_string())?,
@@ -271,6 +285,14 @@ async fn serve_main(config: Config) -> Result<(), String> {
     run(herald, public, internal, shutdown_signal())
         .await
         .map_err(|e| e.to_string())
+}
+
+/// A URL without its password, for logs and error messages.
+fn redacted(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://***@{host}"),
+        _ => url.to_string(),
+    }
 }
 
 async fn shutdown_signal() {

@@ -6,6 +6,7 @@ use herald_http::{Body, Context, Error, json};
 use herald_longpoll::LongPoll;
 use herald_poll::Poll;
 use herald_sse::Sse;
+use herald_ws::Ws;
 use http::{Method, Request, Response, StatusCode};
 
 use crate::Config;
@@ -15,18 +16,16 @@ pub(crate) struct Public {
     poll: Poll,
     longpoll: LongPoll,
     sse: Sse,
+    ws: Ws,
 }
 
 impl Public {
-    pub(crate) fn new(
-        ctx: Context,
-        _tasks: tokio_util::task::TaskTracker,
-        config: &Config,
-    ) -> Self {
+    pub(crate) fn new(ctx: Context, tasks: tokio_util::task::TaskTracker, config: &Config) -> Self {
         Public {
             poll: Poll::new(ctx.clone()),
             longpoll: LongPoll::new(ctx.clone(), config.longpoll.clone()),
             sse: Sse::new(ctx.clone(), config.sse.clone()),
+            ws: Ws::new(ctx, config.ws.clone(), tasks),
         }
     }
 
@@ -43,9 +42,10 @@ impl Public {
             (Some("poll"), Some(list)) if is_get => self.poll.handle(&req, list).await,
             (Some("longpoll"), Some(list)) if is_get => self.longpoll.handle(&req, list).await,
             (Some("sse"), Some(list)) if is_get => self.sse.handle(&req, list).await,
-            (Some("healthz"), None) | (Some("poll" | "longpoll" | "sse"), Some(_)) => {
-                Error::method_not_allowed().into_response()
-            }
+            (Some("ws"), list) if req.method() == Method::GET => self.ws.handle(req, list).await,
+            (Some("healthz"), None)
+            | (Some("poll" | "longpoll" | "sse"), Some(_))
+            | (Some("ws"), _) => Error::method_not_allowed().into_response(),
             _ => Error::not_found().into_response(),
         }
     }

@@ -1,0 +1,657 @@
+//! [`RedisEngine`]: the [`Engine`] trait over one Redis.
+//!
+//! Commands go through redis-rs's `ConnectionManager` (one multiplexed
+//! connection, re-established on demand, no retries: a command that fails
+//! fails at once, so that publish answers 503 instead of hanging).
+//! Notifications come on a dedicated pub/sub connection (see [`crate::pubsub`]).
+//! A monitor task checks every [`Config::check_interval`] that Redis answers
+//! and holds the same epoch, and keeps the metadata of locally watched
+//! channels from expiring.
+//!
+//! Local state is one map from channel to its watchers (a `watch` sender and
+//! a count) and its [`Recent`] cache. Its lock is never held across an await.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use futures::{FutureExt, future::BoxFuture};
+use herald_bus::{
+    ChannelInfo, ChannelName, Draft, Engine, Error as BusError, Health, Message, Page, Signal,
+    Watch,
+};
+use redis::{
+    RedisError,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+use tokio::{
+    sync::{Notify, watch},
+    task::JoinHandle,
+    time::timeout,
+};
+
+use crate::{
+    Config, Error,
+    keys::Keys,
+    recent::Recent,
+    script::{self, Notification, Scripts},
+};
+
+/// The Redis engine. Cheap to clone; clones share connections and state.
+/// Dropping the last clone stops its background tasks.
+#[derive(Clone)]
+pub struct RedisEngine {
+    handle: Arc<Handle>,
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// State shared by the engine handle, its tasks and every watch guard.
+pub(crate) struct Shared {
+    conn: ConnectionManager,
+    pub(crate) keys: Keys,
+    scripts: Scripts,
+    bounds: herald_bus::Config,
+    /// The epoch last seen in Redis.
+    epoch: AtomicU64,
+    /// Why commands fail, while they do.
+    commands_down: Mutex<Option<String>>,
+    /// Why there is no pub/sub connection, while there is none.
+    pubsub_down: Mutex<Option<String>>,
+    channels: Mutex<HashMap<ChannelName, Local>>,
+    /// Channels whose SUBSCRIBE state may need to change.
+    pending: Mutex<HashSet<ChannelName>>,
+    /// Wakes the pub/sub task to (un)subscribe the pending channels.
+    pub(crate) wake: Notify,
+}
+
+/// One locally watched channel.
+struct Local {
+    tx: watch::Sender<Signal>,
+    /// Live watches (the channel's local subscriber count).
+    watchers: usize,
+    recent: Recent,
+}
+
+/// What a remote read found, with the byte count the info endpoint needs.
+struct Remote {
+    page: Page,
+    bytes: usize,
+}
+
+impl RedisEngine {
+    /// Connects to Redis, reads (or creates) the epoch, opens the pub/sub
+    /// connection and starts the background tasks on the current tokio
+    /// runtime. `bounds` are the history limits, enforced in Redis.
+    ///
+    /// Fails with [`Error::InvalidUrl`] or, when Redis does not answer
+    /// within the configured timeout, [`Error::Unreachable`]: a gateway
+    /// should not start on a store it cannot reach.
+    pub async fn connect(config: &Config, bounds: herald_bus::Config) -> Result<Self, Error> {
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| Error::InvalidUrl(e.to_string()))?;
+        let manager = ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout));
+        let unreachable = |e: String| Error::Unreachable(e);
+        let conn = timeout(
+            config.timeout * 2,
+            ConnectionManager::new_with_config(client.clone(), manager),
+        )
+        .await
+        .map_err(|_| unreachable("timed out".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+        let pubsub = timeout(config.timeout, client.get_async_pubsub())
+            .await
+            .map_err(|_| unreachable("timed out".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            conn,
+            keys: Keys::new(&config.prefix),
+            scripts: Scripts::new(),
+            bounds,
+            epoch: AtomicU64::new(0),
+            commands_down: Mutex::new(None),
+            pubsub_down: Mutex::new(None),
+            channels: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashSet::new()),
+            wake: Notify::new(),
+        });
+        let text = shared
+            .fetch_epoch()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let epoch = text
+            .parse()
+            .map_err(|_| Error::Malformed(format!("the epoch key holds {text:?}")))?;
+        shared.epoch.store(epoch, Ordering::Relaxed);
+        let tasks = vec![
+            tokio::spawn(crate::pubsub::run(
+                shared.clone(),
+                client,
+                pubsub,
+                config.check_interval,
+                config.timeout,
+            )),
+            tokio::spawn(monitor(shared.clone(), config.check_interval)),
+        ];
+        Ok(RedisEngine {
+            handle: Arc::new(Handle { shared, tasks }),
+        })
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+}
+
+impl Engine for RedisEngine {
+    fn epoch(&self) -> u64 {
+        self.shared().epoch.load(Ordering::Relaxed)
+    }
+
+    fn publish(&self, drafts: Vec<Draft>) -> BoxFuture<'_, Result<Vec<Arc<Message>>, BusError>> {
+        self.shared().publish(drafts).boxed()
+    }
+
+    fn read<'a>(
+        &'a self,
+        channel: &'a ChannelName,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Page, BusError>> {
+        async move {
+            let shared = self.shared();
+            if let Some(page) = shared.cached(channel, after, limit) {
+                return Ok(page);
+            }
+            Ok(shared.read_remote(channel, after, limit).await?.page)
+        }
+        .boxed()
+    }
+
+    fn watch(&self, channel: &ChannelName) -> Watch {
+        self.shared().watch(channel)
+    }
+
+    fn info<'a>(
+        &'a self,
+        channel: &'a ChannelName,
+    ) -> BoxFuture<'a, Result<ChannelInfo, BusError>> {
+        async move {
+            let shared = self.shared();
+            let Remote { page, bytes } = shared.read_remote(channel, 0, 0).await?;
+            let retained = (page.last + 1).saturating_sub(page.oldest) as usize;
+            let subscribers = shared.lock().get(channel).map_or(0, |l| l.watchers);
+            Ok(ChannelInfo {
+                retained,
+                bytes,
+                first_id: (retained > 0).then_some(page.oldest),
+                last_id: (page.last > 0).then_some(page.last),
+                subscribers,
+            })
+        }
+        .boxed()
+    }
+
+    fn delete<'a>(&'a self, channel: &'a ChannelName) -> BoxFuture<'a, Result<bool, BusError>> {
+        async move {
+            let shared = self.shared();
+            let keys = &shared.keys;
+            let (epoch, existed): (String, u8) = shared
+                .scripts
+                .delete
+                .key(keys.epoch())
+                .key(keys.meta(channel))
+                .key(keys.log(channel))
+                .arg(script::candidate_epoch())
+                .arg(keys.notify(channel))
+                .arg(shared.bounds.max_age.as_millis() as u64)
+                .invoke_async(&mut shared.conn.clone())
+                .await
+                .map_err(|e| shared.failed(&e))?;
+            shared.succeeded();
+            shared.observe_epoch(&epoch);
+            Ok(existed == 1)
+        }
+        .boxed()
+    }
+
+    fn health(&self) -> Health {
+        let shared = self.shared();
+        let why = lock(&shared.commands_down)
+            .clone()
+            .or_else(|| lock(&shared.pubsub_down).clone());
+        why.map_or(Health::Up, Health::Down)
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, HashMap<ChannelName, Local>> {
+        lock(&self.channels)
+    }
+
+    /// Records a failed command; answers the bus error to return.
+    fn failed(&self, e: &dyn std::fmt::Display) -> BusError {
+        let why = format!("redis: {e}");
+        tracing::debug!(error = %e, "redis command failed");
+        let mut down = lock(&self.commands_down);
+        if down.is_none() {
+            tracing::warn!(error = %e, "redis unavailable");
+        }
+        *down = Some(why.clone());
+        BusError::Unavailable(why)
+    }
+
+    fn succeeded(&self) {
+        if lock(&self.commands_down).take().is_some() {
+            tracing::info!("redis available again");
+        }
+    }
+
+    pub(crate) fn set_pubsub_down(&self, why: Option<String>) {
+        *lock(&self.pubsub_down) = why;
+    }
+
+    /// Adopts the epoch Redis reported. If it changed (Redis lost its data,
+    /// or is another Redis), every cache is dropped and every watcher woken:
+    /// their next read sees the new epoch and reports a gap.
+    /// Answers the epoch in force afterwards.
+    fn observe_epoch(&self, text: &str) -> u64 {
+        match text.parse::<u64>() {
+            Ok(epoch) => self.adopt_epoch(epoch),
+            Err(_) => {
+                tracing::warn!(epoch = text, "ignoring a malformed epoch in Redis");
+                self.epoch.load(Ordering::Relaxed)
+            }
+        }
+    }
+
+    fn adopt_epoch(&self, epoch: u64) -> u64 {
+        let old = self.epoch.swap(epoch, Ordering::Relaxed);
+        if old != epoch {
+            tracing::warn!(old, new = epoch, "redis epoch changed: history was lost");
+            self.reset_all();
+        }
+        epoch
+    }
+
+    /// Drops every cache and wakes every watcher, so that each re-reads from
+    /// Redis.
+    pub(crate) fn reset_all(&self) {
+        for local in self.lock().values_mut() {
+            local.recent.clear();
+            local.tx.send_modify(|_| {});
+        }
+    }
+
+    /// Drops every cache without waking anyone (the pub/sub connection is
+    /// gone; watchers are woken once it is back).
+    pub(crate) fn forget_all(&self) {
+        for local in self.lock().values_mut() {
+            local.recent.clear();
+        }
+    }
+
+    async fn fetch_epoch(&self) -> Result<String, RedisError> {
+        self.scripts
+            .epoch
+            .key(self.keys.epoch())
+            .arg(script::candidate_epoch())
+            .invoke_async(&mut self.conn.clone())
+            .await
+    }
+
+    async fn publish(&self, drafts: Vec<Draft>) -> Result<Vec<Arc<Message>>, BusError> {
+        if drafts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = &self.keys;
+        let mut channels: Vec<&ChannelName> = Vec::new();
+        let mut numbers = Vec::with_capacity(drafts.len());
+        for d in &drafts {
+            let n = match channels.iter().position(|c| *c == &d.channel) {
+                Some(i) => i + 1,
+                None => {
+                    channels.push(&d.channel);
+                    channels.len()
+                }
+            };
+            numbers.push(n);
+        }
+        let mut call = self.scripts.publish.key(keys.epoch());
+        call.key(keys.floor());
+        for c in &channels {
+            call.key(keys.meta(c)).key(keys.log(c));
+        }
+        let b = &self.bounds;
+        let age = b.max_age.as_millis() as u64;
+        call.arg(script::candidate_epoch())
+            .arg(b.max_messages)
+            .arg(b.max_bytes)
+            .arg(age)
+            .arg(age.max(1))
+            .arg(channels.len());
+        for c in &channels {
+            call.arg(keys.notify(c));
+        }
+        for (d, n) in drafts.iter().zip(&numbers) {
+            call.arg(n);
+            for a in script::draft_args(d) {
+                call.arg(a);
+            }
+        }
+        let (epoch, time, ids): (String, u64, Vec<u64>) = call
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.failed(&e))?;
+        self.succeeded();
+        let epoch = self.observe_epoch(&epoch);
+        if ids.len() != drafts.len() {
+            return Err(BusError::Unavailable(
+                "redis: publish script answered a wrong id count".into(),
+            ));
+        }
+        Ok(drafts
+            .into_iter()
+            .zip(ids)
+            .map(|(d, id)| Arc::new(Message::new(d, id, time, epoch)))
+            .collect())
+    }
+
+    /// Reads from the local cache if it covers `after`.
+    fn cached(&self, channel: &ChannelName, after: u64, limit: usize) -> Option<Page> {
+        let min_time = now_millis().saturating_sub(self.bounds.max_age.as_millis() as u64);
+        self.lock()
+            .get_mut(channel)?
+            .recent
+            .page(after, limit, min_time)
+    }
+
+    async fn read_remote(
+        &self,
+        channel: &ChannelName,
+        after: u64,
+        limit: usize,
+    ) -> Result<Remote, BusError> {
+        let keys = &self.keys;
+        let b = &self.bounds;
+        type Reply = (String, u64, u64, u64, u64, Vec<Vec<u8>>);
+        let (epoch, origin, oldest, last, bytes, items): Reply = self
+            .scripts
+            .read
+            .key(keys.epoch())
+            .key(keys.meta(channel))
+            .key(keys.log(channel))
+            .arg(script::candidate_epoch())
+            .arg(after)
+            .arg(limit)
+            .arg(b.max_messages)
+            .arg(b.max_bytes)
+            .arg(b.max_age.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.failed(&e))?;
+        self.succeeded();
+        let before = self.epoch.load(Ordering::Relaxed);
+        let epoch = self.observe_epoch(&epoch);
+        if epoch != before {
+            // The caller holds positions of the old epoch; answer "no
+            // history" so that it keeps them, sees the new epoch at its next
+            // read and reports a gap, instead of reading new ids as old ones.
+            return Ok(Remote {
+                page: Page {
+                    oldest: 1,
+                    ..Page::default()
+                },
+                bytes: 0,
+            });
+        }
+        let mut messages = Vec::with_capacity(items.len());
+        for raw in items {
+            let m = script::decode_message(channel, Bytes::from(raw), epoch)
+                .map_err(|e| BusError::Unavailable(format!("redis: bad stored message: {e}")))?;
+            messages.push(Arc::new(m));
+        }
+        Ok(Remote {
+            page: Page {
+                messages,
+                origin,
+                oldest,
+                last,
+            },
+            bytes: bytes as usize,
+        })
+    }
+
+    fn watch(self: &Arc<Self>, channel: &ChannelName) -> Watch {
+        let mut map = self.lock();
+        let local = map.entry(channel.clone()).or_insert_with(|| {
+            lock(&self.pending).insert(channel.clone());
+            self.wake.notify_one();
+            Local {
+                tx: watch::Sender::new(Signal::default()),
+                watchers: 0,
+                recent: Recent::default(),
+            }
+        });
+        local.watchers += 1;
+        let guard = Guard {
+            shared: self.clone(),
+            channel: channel.clone(),
+        };
+        Watch::new(local.tx.subscribe(), Some(Box::new(guard)))
+    }
+
+    fn release(&self, channel: &ChannelName) {
+        let mut map = self.lock();
+        let Some(local) = map.get_mut(channel) else {
+            return;
+        };
+        local.watchers -= 1;
+        if local.watchers == 0 {
+            map.remove(channel);
+            lock(&self.pending).insert(channel.clone());
+            self.wake.notify_one();
+        }
+    }
+
+    /// Takes the channels whose subscription may need to change.
+    pub(crate) fn take_pending(&self) -> Vec<ChannelName> {
+        lock(&self.pending).drain().collect()
+    }
+
+    /// Every locally watched channel (to subscribe again after a reconnect).
+    pub(crate) fn watched(&self) -> Vec<ChannelName> {
+        self.lock().keys().cloned().collect()
+    }
+
+    pub(crate) fn is_watched(&self, channel: &ChannelName) -> bool {
+        self.lock().contains_key(channel)
+    }
+
+    /// The SUBSCRIBE for `channels` is confirmed: wake their watchers so
+    /// that anything published before it took effect is read from Redis.
+    pub(crate) fn subscribed(&self, channels: &[ChannelName]) {
+        let mut map = self.lock();
+        for c in channels {
+            if let Some(local) = map.get_mut(c) {
+                local.tx.send_modify(|_| {});
+            }
+        }
+    }
+
+    /// Handles one notification from the pub/sub connection.
+    pub(crate) async fn notified(&self, name: &str, payload: Bytes) {
+        let Some(channel) = self.keys.channel_of(name) else {
+            return;
+        };
+        match script::decode_notification(&channel, payload) {
+            Err(e) => tracing::warn!(%channel, error = %e, "ignoring a malformed notification"),
+            Ok(Notification::Deleted { epoch }) => {
+                self.adopt_epoch(epoch);
+                self.gone(&channel);
+            }
+            Ok(Notification::Message {
+                epoch,
+                origin,
+                message,
+            }) => {
+                self.adopt_epoch(epoch);
+                let message = Arc::new(message);
+                if let Some(after) = self.offer(&channel, origin, &message) {
+                    self.fill(&channel, after, origin, message).await;
+                }
+            }
+        }
+    }
+
+    /// Caches and signals `message` if it follows the cache (or the cache is
+    /// empty). Answers the newest cached id when there is a hole before it.
+    fn offer(&self, channel: &ChannelName, origin: u64, message: &Arc<Message>) -> Option<u64> {
+        let mut map = self.lock();
+        let local = map.get_mut(channel)?;
+        match local.recent.last() {
+            Some(last) if message.id <= last => None,
+            Some(last) if message.id > last + 1 => Some(last),
+            _ => {
+                local.recent.push(origin, message.clone(), &self.bounds);
+                local.tx.send_replace(Signal {
+                    last: message.id,
+                    gone: false,
+                });
+                None
+            }
+        }
+    }
+
+    /// A notification skipped ids after `after`: read them from Redis into
+    /// the cache before waking the watchers, so that their reads find the
+    /// whole run locally. If the read fails the cache restarts at `message`
+    /// and readers behind it go to Redis themselves.
+    async fn fill(&self, channel: &ChannelName, after: u64, origin: u64, message: Arc<Message>) {
+        let want = (message.id - after - 1).min(self.bounds.max_messages as u64) as usize;
+        let fetched = self.read_remote(channel, after, want).await;
+        let mut map = self.lock();
+        let Some(local) = map.get_mut(channel) else {
+            return;
+        };
+        if local.recent.last() == Some(after) {
+            if let Ok(remote) = fetched {
+                for m in remote
+                    .page
+                    .messages
+                    .into_iter()
+                    .filter(|m| m.id < message.id)
+                {
+                    local.recent.push(origin, m, &self.bounds);
+                }
+            }
+        }
+        let id = message.id;
+        if local.recent.last().is_none_or(|last| last < id) {
+            local.recent.push(origin, message, &self.bounds);
+        }
+        local.tx.send_replace(Signal {
+            last: id,
+            gone: false,
+        });
+    }
+
+    /// The channel was deleted: tell its watchers (their sender is dropped,
+    /// closing their watches) and start afresh for later watchers.
+    fn gone(&self, channel: &ChannelName) {
+        let mut map = self.lock();
+        let Some(local) = map.get_mut(channel) else {
+            return;
+        };
+        local.recent.clear();
+        let old = std::mem::replace(&mut local.tx, watch::Sender::new(Signal::default()));
+        old.send_modify(|s| s.gone = true);
+    }
+
+    /// Refreshes the expiry of the metadata of watched channels, so that a
+    /// quiet channel with subscribers keeps its id sequence (as it does in
+    /// memory) instead of restarting with a jump that looks like a gap.
+    async fn keep_alive(&self) -> Result<(), RedisError> {
+        let watched = self.watched();
+        if watched.is_empty() {
+            return Ok(());
+        }
+        let ttl = 2 * self.bounds.max_age.as_millis() as u64;
+        let mut pipe = redis::pipe();
+        for c in &watched {
+            pipe.pexpire(self.keys.meta(c), ttl as i64).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone()).await
+    }
+}
+
+/// Unregisters one watch when dropped.
+struct Guard {
+    shared: Arc<Shared>,
+    channel: ChannelName,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.shared.release(&self.channel);
+    }
+}
+
+/// Checks Redis and its epoch every `interval`; refreshes the expiry of
+/// watched channels every quarter of the history age.
+async fn monitor(shared: Arc<Shared>, interval: Duration) {
+    let keep_every = (shared.bounds.max_age / 4).max(Duration::from_millis(100));
+    let tick_every = interval.min(keep_every);
+    let mut tick = tokio::time::interval(tick_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_keep = tokio::time::Instant::now();
+    loop {
+        tick.tick().await;
+        match shared.fetch_epoch().await {
+            Ok(epoch) => {
+                shared.succeeded();
+                shared.observe_epoch(&epoch);
+            }
+            Err(e) => {
+                shared.failed(&e);
+                continue;
+            }
+        }
+        if last_keep.elapsed() >= keep_every {
+            last_keep = tokio::time::Instant::now();
+            if let Err(e) = shared.keep_alive().await {
+                shared.failed(&e);
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,29 @@
+//! herald's Redis engine: several gateway instances share one Redis, and so
+//! share ids, history, cursors and order.
+//!
+//! [`RedisEngine`] implements the bus's [`Engine`](herald_bus::Engine) trait.
+//! Every publish is one Lua script that assigns the channel's next id, stores
+//! the message in the channel's bounded history, sets the keys' expiry and
+//! PUBLISHes a notification that carries the message, so that the instances
+//! watching the channel need not read it back. An instance SUBSCRIBEs only to
+//! the channels its own subscribers watch, and keeps a small cache of their
+//! recent messages so that one notification is read by all its subscribers
+//! without a round trip each.
+//!
+//! What it leaves out: gap detection, merging and positions (the bus's
+//! [`Subscription`](herald_bus::Subscription) does that for every engine),
+//! Redis Cluster and Sentinel (one Redis, or a proxy in front of it), and
+//! anything about HTTP. The key layout, the script steps and what each failure
+//! does are in docs/fragments/redis.md.
+
+mod config;
+mod engine;
+mod error;
+mod keys;
+mod pubsub;
+mod recent;
+mod script;
+
+pub use config::Config;
+pub use engine::RedisEngine;
+pub use error::Error;

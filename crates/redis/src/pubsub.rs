@@ -1,0 +1,154 @@
+//! The pub/sub connection: SUBSCRIBE to the channels this instance watches,
+//! hand every notification to the engine, and survive connection loss.
+//!
+//! One task owns the connection. It subscribes and unsubscribes as local
+//! watchers come and go (the engine queues the changed channels and wakes
+//! it), pings the connection every check interval so that a silent Redis is
+//! noticed, and when the connection is lost it drops every cache (a lost
+//! connection may have lost notifications), reconnects with backoff,
+//! subscribes to every watched channel again and then wakes all watchers,
+//! who catch up from history. What it leaves out: what a notification means
+//! (the engine decides).
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use herald_bus::ChannelName;
+use redis::aio::{PubSub, PubSubSink};
+use tokio::time::{sleep, timeout};
+
+use crate::engine::Shared;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Channels per SUBSCRIBE command.
+const CHUNK: usize = 512;
+
+/// Runs until the engine is dropped (the task is aborted then).
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    client: redis::Client,
+    first: PubSub,
+    ping_every: Duration,
+    limit: Duration,
+) {
+    let mut next = Some(first);
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let pubsub = match next.take() {
+            Some(p) => p,
+            None => match timeout(limit, client.get_async_pubsub()).await {
+                Ok(Ok(p)) => p,
+                failed => {
+                    let why = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "connection timed out".into(),
+                    };
+                    shared.set_pubsub_down(Some(format!("redis pub/sub: {why}")));
+                    sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            },
+        };
+        let why = serve(&shared, pubsub, ping_every, limit, &mut backoff).await;
+        tracing::warn!(reason = %why, "redis pub/sub connection lost; reconnecting");
+        shared.set_pubsub_down(Some(format!("redis pub/sub: {why}")));
+        shared.forget_all();
+    }
+}
+
+/// Serves one connection until it fails; answers why it did.
+async fn serve(
+    shared: &Shared,
+    pubsub: PubSub,
+    ping_every: Duration,
+    limit: Duration,
+    backoff: &mut Duration,
+) -> String {
+    let (mut sink, mut stream) = pubsub.split();
+    let mut subscribed = HashSet::new();
+    // A new connection: every watched channel needs subscribing.
+    let mut todo = shared.watched();
+    let mut ping = tokio::time::interval(ping_every);
+    ping.reset();
+    let mut first = true;
+    loop {
+        todo.extend(shared.take_pending());
+        if let Err(e) = reconcile(shared, &mut sink, &mut subscribed, &todo, limit).await {
+            return e;
+        }
+        todo.clear();
+        if first {
+            first = false;
+            *backoff = MIN_BACKOFF;
+            shared.set_pubsub_down(None);
+            // Anything published while this instance had no connection is
+            // in history: wake every watcher to read it.
+            shared.reset_all();
+        }
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(msg) => {
+                    let payload = Bytes::copy_from_slice(msg.get_payload_bytes());
+                    shared.notified(msg.get_channel_name(), payload).await;
+                }
+                None => return "connection closed".into(),
+            },
+            () = shared.wake.notified() => {}
+            _ = ping.tick() => {
+                match timeout(limit, sink.ping::<String>()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return e.to_string(),
+                    Err(_) => return "ping timed out".into(),
+                }
+            }
+        }
+    }
+}
+
+/// Brings the SUBSCRIBE state of `channels` in line with the local watchers.
+async fn reconcile(
+    shared: &Shared,
+    sink: &mut PubSubSink,
+    subscribed: &mut HashSet<ChannelName>,
+    channels: &[ChannelName],
+    limit: Duration,
+) -> Result<(), String> {
+    let (add, drop): (Vec<_>, Vec<_>) =
+        channels.iter().cloned().partition(|c| shared.is_watched(c));
+    let add: Vec<_> = add
+        .into_iter()
+        .filter(|c| !subscribed.contains(c))
+        .collect();
+    let drop: Vec<_> = drop
+        .into_iter()
+        .filter(|c| subscribed.contains(c))
+        .collect();
+    for chunk in add.chunks(CHUNK) {
+        let names: Vec<String> = chunk.iter().map(|c| shared.keys.notify(c)).collect();
+        command(sink.subscribe(names), limit).await?;
+        subscribed.extend(chunk.iter().cloned());
+        shared.subscribed(chunk);
+    }
+    for chunk in drop.chunks(CHUNK) {
+        let names: Vec<String> = chunk.iter().map(|c| shared.keys.notify(c)).collect();
+        command(sink.unsubscribe(names), limit).await?;
+        for c in chunk {
+            subscribed.remove(c);
+        }
+    }
+    Ok(())
+}
+
+async fn command(
+    f: impl Future<Output = redis::RedisResult<()>>,
+    limit: Duration,
+) -> Result<(), String> {
+    match timeout(limit, f).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("subscribe timed out".into()),
+    }
+}

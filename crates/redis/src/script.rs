@@ -1,0 +1,318 @@
+//! The Lua scripts that keep each channel's ids and history consistent in
+//! Redis, and the text form of a stored message.
+//!
+//! Every change to a channel is one script, so it is atomic and one round
+//! trip: Redis runs scripts one at a time, which is what orders ids across
+//! instances. Scripts take the time from Redis (`TIME`), so every instance
+//! stamps and expires messages by the same clock.
+//!
+//! A stored message (a list element, also the tail of a notification) is
+//! `id \n time \n size \n json \n event \n data`: the scripts read `time` and
+//! `size` when trimming, and `data` may hold anything, newlines included.
+//! What it leaves out: connections and retries (the engine's job).
+
+use bytes::Bytes;
+use herald_bus::{ChannelName, Draft, EventName, Message, Payload};
+use redis::Script;
+
+/// Helpers every script starts with.
+const PRELUDE: &str = r#"
+local function num(x) return string.format('%.0f', x) end
+
+-- The epoch, created with the caller's random candidate if Redis has none
+-- (first start, or a Redis that lost its data).
+local function epoch_of(key, candidate)
+  local e = redis.call('GET', key)
+  if not e then
+    redis.call('SET', key, candidate)
+    e = candidate
+  end
+  return e
+end
+
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- Drops messages from the front while the history is over a bound; answers
+-- the retained count and bytes. Never creates the meta key (it would have
+-- no expiry).
+local function prune(meta, log, max_n, max_bytes, min_time)
+  local n = redis.call('LLEN', log)
+  local bytes = tonumber(redis.call('HGET', meta, 'bytes') or '0')
+  local changed = false
+  while n > 0 do
+    local front = redis.call('LINDEX', log, 0)
+    local t, size = string.match(front, '^%d+\n(%d+)\n(%d+)\n')
+    if n <= max_n and bytes <= max_bytes and tonumber(t) >= min_time then break end
+    redis.call('LPOP', log)
+    n = n - 1
+    bytes = bytes - tonumber(size)
+    changed = true
+  end
+  if n == 0 and bytes ~= 0 then
+    bytes = 0
+    changed = true
+  end
+  if changed and redis.call('EXISTS', meta) == 1 then
+    redis.call('HSET', meta, 'bytes', num(bytes))
+  end
+  return n, bytes
+end
+"#;
+
+/// KEYS: epoch, floor, then meta and log of each distinct channel.
+/// ARGV: candidate epoch, max messages, max bytes, max age (ms), log expiry
+/// (ms; the metadata lives twice as long, the second half as a tombstone
+/// that keeps the id sequence), channel count `c`, `c` notification channels, then four per draft:
+/// channel number (1-based), json flag, event, data.
+/// Answers `{epoch, time_ms, {ids}}`.
+const PUBLISH: &str = r#"
+local epoch = epoch_of(KEYS[1], ARGV[1])
+local max_n, max_bytes = tonumber(ARGV[2]), tonumber(ARGV[3])
+local max_age, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local channels = tonumber(ARGV[6])
+local now = now_us()
+local now_ms = math.floor(now / 1000)
+local floor = tonumber(redis.call('GET', KEYS[2]) or '0')
+local ids = {}
+local i = 7 + channels
+while i <= #ARGV do
+  local c = tonumber(ARGV[i])
+  local flag, event, data = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local meta, log = KEYS[1 + 2 * c], KEYS[2 + 2 * c]
+  local last = tonumber(redis.call('HGET', meta, 'last') or '0')
+  local id, origin
+  redis.call('HDEL', meta, 'dead')
+  if last == 0 then
+    id = math.max(now, floor + 1)
+    origin = id - 1
+    redis.call('HSET', meta, 'origin', num(origin), 'bytes', '0')
+  else
+    id = last + 1
+    origin = tonumber(redis.call('HGET', meta, 'origin'))
+  end
+  if id > floor then floor = id end
+  local size = #data + #event + 64
+  local element = num(id) .. '\n' .. num(now_ms) .. '\n' .. num(size) .. '\n'
+    .. flag .. '\n' .. event .. '\n' .. data
+  redis.call('RPUSH', log, element)
+  redis.call('HSET', meta, 'last', num(id))
+  redis.call('HINCRBY', meta, 'bytes', size)
+  prune(meta, log, max_n, max_bytes, now_ms - max_age)
+  redis.call('PEXPIRE', meta, 2 * ttl)
+  redis.call('PEXPIRE', log, ttl)
+  redis.call('PUBLISH', ARGV[6 + c], 'm\n' .. epoch .. '\n' .. num(origin) .. '\n' .. element)
+  ids[#ids + 1] = id
+  i = i + 4
+end
+redis.call('SET', KEYS[2], num(floor))
+return {epoch, now_ms, ids}
+"#;
+
+/// KEYS: epoch, meta, log. ARGV: candidate epoch, after, limit, max
+/// messages, max bytes, max age (ms).
+/// Answers `{epoch, origin, oldest, last, bytes, {elements}}`.
+const READ: &str = r#"
+local epoch = epoch_of(KEYS[1], ARGV[1])
+local after, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+local last = tonumber(redis.call('HGET', KEYS[2], 'last') or '0')
+if last == 0 then return {epoch, 0, 1, 0, 0, {}} end
+local now_ms = math.floor(now_us() / 1000)
+local n, bytes = prune(KEYS[2], KEYS[3], tonumber(ARGV[4]), tonumber(ARGV[5]), now_ms - tonumber(ARGV[6]))
+local origin = tonumber(redis.call('HGET', KEYS[2], 'origin'))
+local oldest = last + 1 - n
+local start = math.max(after + 1 - oldest, 0)
+local items = {}
+if limit > 0 and start < n then
+  items = redis.call('LRANGE', KEYS[3], start, start + limit - 1)
+end
+return {epoch, origin, oldest, last, bytes, items}
+"#;
+
+/// KEYS: epoch, meta, log. ARGV: candidate epoch, notification channel,
+/// history age (ms). Drops the history and leaves the metadata as a
+/// tombstone for one history age. Answers `{epoch, existed}`; a channel
+/// exists if it has live metadata or some instance watches it.
+const DELETE: &str = r#"
+local epoch = epoch_of(KEYS[1], ARGV[1])
+local existed = redis.call('EXISTS', KEYS[3]) == 1
+  or (redis.call('EXISTS', KEYS[2]) == 1 and redis.call('HEXISTS', KEYS[2], 'dead') == 0)
+redis.call('DEL', KEYS[3])
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('HSET', KEYS[2], 'dead', '1', 'bytes', '0')
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
+local told = redis.call('PUBLISH', ARGV[2], 'd\n' .. epoch)
+if existed or told > 0 then return {epoch, 1} end
+return {epoch, 0}
+"#;
+
+/// KEYS: epoch. ARGV: candidate epoch. Answers the epoch.
+const EPOCH: &str = "return epoch_of(KEYS[1], ARGV[1])";
+
+/// The loaded scripts (Redis caches them by hash; the client reloads them
+/// after a Redis restart).
+pub(crate) struct Scripts {
+    pub(crate) publish: Script,
+    pub(crate) read: Script,
+    pub(crate) delete: Script,
+    pub(crate) epoch: Script,
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        let script = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
+        Scripts {
+            publish: script(PUBLISH),
+            read: script(READ),
+            delete: script(DELETE),
+            epoch: script(EPOCH),
+        }
+    }
+}
+
+/// A fresh random epoch candidate. 63 bits, like the memory engine's.
+pub(crate) fn candidate_epoch() -> String {
+    (rand::random::<u64>() >> 1).to_string()
+}
+
+/// The script arguments of one draft after its channel number.
+pub(crate) fn draft_args(draft: &Draft) -> [&[u8]; 3] {
+    [
+        if draft.payload.is_json() { b"1" } else { b"0" },
+        draft
+            .event
+            .as_ref()
+            .map_or(&b""[..], |e| e.as_str().as_bytes()),
+        draft.payload.bytes(),
+    ]
+}
+
+/// What a notification says.
+#[derive(Debug)]
+pub(crate) enum Notification {
+    /// A message was stored.
+    Message {
+        epoch: u64,
+        origin: u64,
+        message: Message,
+    },
+    /// The channel was deleted.
+    Deleted { epoch: u64 },
+}
+
+/// Decodes a notification payload (`m\n epoch\n origin\n element` or
+/// `d\n epoch`).
+pub(crate) fn decode_notification(
+    channel: &ChannelName,
+    payload: Bytes,
+) -> Result<Notification, String> {
+    match payload.first() {
+        Some(b'd') => {
+            let epoch = number(&payload[payload.len().min(2)..])?;
+            Ok(Notification::Deleted { epoch })
+        }
+        Some(b'm') => {
+            let (fields, rest) = split_fields::<3>(&payload)?;
+            let epoch = number(fields[1])?;
+            let origin = number(fields[2])?;
+            let message = decode_message(channel, payload.slice(rest..), epoch)?;
+            Ok(Notification::Message {
+                epoch,
+                origin,
+                message,
+            })
+        }
+        _ => Err("unknown notification kind".into()),
+    }
+}
+
+/// Decodes a stored message (a list element) read in `epoch`.
+pub(crate) fn decode_message(
+    channel: &ChannelName,
+    raw: Bytes,
+    epoch: u64,
+) -> Result<Message, String> {
+    let (fields, rest) = split_fields::<5>(&raw)?;
+    let id = number(fields[0])?;
+    let time = number(fields[1])?;
+    let json = fields[3] == b"1";
+    let event = match fields[4] {
+        b"" => None,
+        name => Some(
+            std::str::from_utf8(name)
+                .map_err(|e| e.to_string())
+                .and_then(|s| EventName::new(s).map_err(|e| e.to_string()))?,
+        ),
+    };
+    let payload = Payload::restore(raw.slice(rest..), json).map_err(|e| e.to_string())?;
+    let draft = Draft {
+        channel: channel.clone(),
+        event,
+        payload,
+    };
+    Ok(Message::new(draft, id, time, epoch))
+}
+
+/// The first `N` newline-terminated fields and the offset of the rest.
+fn split_fields<const N: usize>(raw: &[u8]) -> Result<([&[u8]; N], usize), String> {
+    let mut fields = [&raw[..0]; N];
+    let mut at = 0;
+    for field in &mut fields {
+        let end = raw[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or("truncated stored message")?;
+        *field = &raw[at..at + end];
+        at += end + 1;
+    }
+    Ok((fields, at))
+}
+
+fn number(field: &[u8]) -> Result<u64, String> {
+    std::str::from_utf8(field)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("not a number: {:?}", String::from_utf8_lossy(field)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_what_the_publish_script_writes() {
+        let ch = ChannelName::new("c").unwrap();
+        let raw = Bytes::from_static(b"m\n42\n99\n100\n1700000000000\n70\n1\nev\n{\"a\":\n1}");
+        let Notification::Message {
+            epoch,
+            origin,
+            message,
+        } = decode_notification(&ch, raw).unwrap()
+        else {
+            panic!("a message notification")
+        };
+        assert_eq!(
+            (epoch, origin, message.id, message.epoch()),
+            (42, 99, 100, 42)
+        );
+        assert_eq!(message.time, 1_700_000_000_000);
+        assert_eq!(message.event.as_ref().unwrap().as_str(), "ev");
+        assert!(message.payload.is_json());
+        assert_eq!(message.payload.as_str(), "{\"a\":\n1}");
+
+        let plain = decode_message(&ch, Bytes::from_static(b"7\n1\n65\n0\n\n"), 1).unwrap();
+        assert_eq!(
+            (plain.id, plain.event.is_none(), plain.payload.as_str()),
+            (7, true, "")
+        );
+
+        assert!(matches!(
+            decode_notification(&ch, Bytes::from_static(b"d\n42")),
+            Ok(Notification::Deleted { epoch: 42 })
+        ));
+        assert!(decode_message(&ch, Bytes::from_static(b"7\n1\n"), 1).is_err());
+    }
+}

@@ -1,0 +1,392 @@
+//! The Redis engine against a real `redis-server` (each test starts its own
+//! on a free port): two engines on one Redis behave as one bus — one order,
+//! shared history and bounds, gaps, epochs, deletes that reach every
+//! instance, keys that expire, and what happens while Redis is down.
+//!
+//! What it leaves out: HTTP (the end-to-end tests in tests/redis.rs run two
+//! herald binaries).
+
+#[path = "../../../tests/support/redis.rs"]
+mod redis_server;
+
+use std::{path::Path, process::Command, sync::Arc, time::Duration};
+
+use herald_bus::{
+    Batch, Bus, ChannelName, Draft, Error, Health, Message, Payload, Start, Subscription,
+};
+use herald_redis::{Config, RedisEngine};
+use redis_server::RedisServer;
+use tokio::time::{Instant, sleep, timeout};
+
+/// A fresh redis-server, or a loud skip (a failure in CI) without one.
+fn redis() -> Option<RedisServer> {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        let ci = std::env::var("CI").unwrap_or_default();
+        assert!(
+            ci.is_empty() || ci == "false" || ci == "0",
+            "redis-server is required in CI"
+        );
+        eprintln!("\n*** SKIPPED: redis-server not found on PATH ***\n");
+        return None;
+    }
+    Some(RedisServer::start(Path::new("redis-server")))
+}
+
+fn bounds(max_messages: usize, max_bytes: usize, max_age: Duration) -> herald_bus::Config {
+    herald_bus::Config {
+        max_messages,
+        max_bytes,
+        max_age,
+    }
+}
+
+async fn bus(redis: &RedisServer, bounds: herald_bus::Config) -> Bus {
+    let config = Config {
+        url: redis.url(),
+        check_interval: Duration::from_millis(100),
+        ..Config::default()
+    };
+    Bus::new(
+        RedisEngine::connect(&config, bounds)
+            .await
+            .expect("connect"),
+    )
+}
+
+fn ch(name: &str) -> ChannelName {
+    ChannelName::new(name).unwrap()
+}
+
+fn draft(channel: &ChannelName, data: &str) -> Draft {
+    Draft {
+        channel: channel.clone(),
+        event: None,
+        payload: Payload::text(data.to_string()).unwrap(),
+    }
+}
+
+async fn publish(bus: &Bus, channel: &ChannelName, data: &str) -> Arc<Message> {
+    let mut out = bus
+        .publish(vec![draft(channel, data)])
+        .await
+        .expect("publish");
+    out.remove(0).message
+}
+
+async fn next(sub: &mut Subscription) -> Batch {
+    timeout(Duration::from_secs(5), sub.next(1000))
+        .await
+        .expect("a batch within 5 s")
+}
+
+/// Collects `n` messages from `sub`, failing on any gap.
+async fn collect(sub: &mut Subscription, n: usize) -> Vec<Arc<Message>> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let batch = next(sub).await;
+        assert!(!batch.has_gap(), "no gap expected: {:?}", batch.gaps);
+        got.extend(batch.messages);
+    }
+    got
+}
+
+fn data(messages: &[Arc<Message>]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| m.payload.as_str().to_string())
+        .collect()
+}
+
+fn assert_consecutive(messages: &[Arc<Message>]) {
+    for w in messages.windows(2) {
+        assert_eq!(w[1].id, w[0].id + 1, "ids are consecutive");
+    }
+}
+
+async fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Two instances on `redis`, a subscriber to channel `c` on the second
+/// that already received one message published on the first.
+async fn two_instances_and_a_subscriber(
+    redis: &RedisServer,
+) -> (Bus, Bus, ChannelName, Subscription) {
+    let (a, b) = (
+        bus(redis, default_bounds()).await,
+        bus(redis, default_bounds()).await,
+    );
+    let c = ch("c");
+    let mut sub = b
+        .subscribe(std::slice::from_ref(&c), &Start::Now)
+        .await
+        .unwrap();
+    publish(&a, &c, "first").await;
+    assert_eq!(data(&collect(&mut sub, 1).await), ["first"]);
+    (a, b, c, sub)
+}
+
+fn default_bounds() -> herald_bus::Config {
+    herald_bus::Config::default()
+}
+
+#[tokio::test]
+async fn two_instances_share_one_order_and_history() {
+    let Some(redis) = redis() else { return };
+    let (a, b) = (
+        bus(&redis, default_bounds()).await,
+        bus(&redis, default_bounds()).await,
+    );
+    assert_eq!(a.epoch(), b.epoch(), "the epoch lives in Redis");
+    let c = ch("c");
+    let mut on_a = a
+        .subscribe(std::slice::from_ref(&c), &Start::Now)
+        .await
+        .unwrap();
+    let mut on_b = b
+        .subscribe(std::slice::from_ref(&c), &Start::Now)
+        .await
+        .unwrap();
+    let mut sent = Vec::new();
+    for i in 0..60 {
+        let via = if i % 2 == 0 { &a } else { &b };
+        sent.push(publish(via, &c, &i.to_string()).await);
+    }
+    assert_consecutive(&sent);
+    let expected: Vec<String> = (0..60).map(|i| i.to_string()).collect();
+    for sub in [&mut on_a, &mut on_b] {
+        let got = collect(sub, 60).await;
+        assert_eq!(data(&got), expected);
+        assert_eq!(got[0].id, sent[0].id);
+        assert_consecutive(&got);
+    }
+    // Either instance reads the same history, and a cursor from one
+    // resumes on the other.
+    let from_a = a
+        .read(std::slice::from_ref(&c), &Start::Last(10), 100)
+        .await
+        .unwrap();
+    let from_b = b
+        .read(std::slice::from_ref(&c), &Start::Last(10), 100)
+        .await
+        .unwrap();
+    assert_eq!(data(&from_a.messages), data(&from_b.messages));
+    assert_eq!(from_a.messages.len(), 10);
+    let cursor = a.cursor_after(&sent[49]);
+    let rest = b
+        .read(std::slice::from_ref(&c), &Start::From(cursor), 100)
+        .await
+        .unwrap();
+    assert_eq!(data(&rest.messages), expected[50..]);
+    assert!(!rest.has_gap());
+}
+
+#[tokio::test]
+async fn history_is_bounded_by_count_bytes_and_age_with_gaps_reported() {
+    let Some(redis) = redis() else { return };
+    let b = bus(&redis, bounds(3, 1 << 20, Duration::from_secs(60))).await;
+    let c = ch("count");
+    let before = b
+        .read(std::slice::from_ref(&c), &Start::Now, 10)
+        .await
+        .unwrap()
+        .cursor;
+    let sent = b
+        .publish((0..5).map(|i| draft(&c, &i.to_string())).collect())
+        .await
+        .unwrap();
+    let info = b.info(&c).await.unwrap();
+    assert_eq!(info.retained, 3);
+    assert_eq!(info.first_id, Some(sent[2].message.id));
+    assert_eq!(info.last_id, Some(sent[4].message.id));
+    let late = b
+        .read(std::slice::from_ref(&c), &Start::From(before), 10)
+        .await
+        .unwrap();
+    assert_eq!(data(&late.messages), ["2", "3", "4"]);
+    assert_eq!(
+        late.gaps,
+        std::slice::from_ref(&c),
+        "missed messages are a gap"
+    );
+
+    let b = bus(&redis, bounds(100, 3 * (64 + 10), Duration::from_secs(60))).await;
+    let c = ch("bytes");
+    b.publish((0..5).map(|_| draft(&c, "0123456789")).collect())
+        .await
+        .unwrap();
+    let info = b.info(&c).await.unwrap();
+    assert_eq!((info.retained, info.bytes), (3, 3 * 74));
+
+    let b = bus(&redis, bounds(100, 1 << 20, Duration::from_secs(1))).await;
+    let c = ch("age");
+    let m = publish(&b, &c, "x").await;
+    assert_eq!(b.info(&c).await.unwrap().retained, 1);
+    // Message times come from Redis's clock, so this waits for real.
+    sleep(Duration::from_millis(1100)).await;
+    // The messages expired; the metadata stays one more history age (a
+    // tombstone, as in memory), so the channel continues its ids.
+    let info = b.info(&c).await.unwrap();
+    assert_eq!((info.retained, info.bytes, info.first_id), (0, 0, None));
+    assert_eq!(info.last_id, Some(m.id));
+    assert_eq!(publish(&b, &c, "y").await.id, m.id + 1);
+}
+
+#[tokio::test]
+async fn delete_on_one_instance_ends_subscriptions_on_all_and_ids_are_never_reused() {
+    let Some(redis) = redis() else { return };
+    let (a, b) = (
+        bus(&redis, default_bounds()).await,
+        bus(&redis, default_bounds()).await,
+    );
+    let (c, other) = (ch("c"), ch("other"));
+    let mut sub = b
+        .subscribe(&[c.clone(), other.clone()], &Start::Now)
+        .await
+        .unwrap();
+    let first = publish(&a, &c, "a").await;
+    assert_eq!(data(&collect(&mut sub, 1).await), ["a"]);
+    assert_eq!(b.info(&c).await.unwrap().subscribers, 1);
+    assert!(a.delete(&c).await.unwrap());
+    let batch = next(&mut sub).await;
+    assert_eq!(batch.gone, std::slice::from_ref(&c));
+    assert_eq!(sub.channels().collect::<Vec<_>>(), [&other]);
+    let again = publish(&a, &c, "b").await;
+    assert!(
+        again.id > first.id,
+        "a recreated channel starts above every id"
+    );
+    publish(&a, &other, "still here").await;
+    assert_eq!(data(&collect(&mut sub, 1).await), ["still here"]);
+    assert!(!a.delete(&ch("never")).await.unwrap(), "nothing to delete");
+}
+
+#[tokio::test]
+async fn a_redis_that_lost_its_data_is_a_new_epoch_and_subscribers_see_a_gap() {
+    let Some(redis) = redis() else { return };
+    let (a, b, c, mut sub) = two_instances_and_a_subscriber(&redis).await;
+    let old = b.epoch();
+    redis.command(&["FLUSHALL"]);
+    wait_until("both instances see the new epoch", || {
+        a.epoch() != old && a.epoch() == b.epoch()
+    })
+    .await;
+    publish(&a, &c, "after").await;
+    let batch = next(&mut sub).await;
+    assert_eq!(
+        batch.gaps,
+        std::slice::from_ref(&c),
+        "lost history is a gap, never silent"
+    );
+    assert_eq!(data(&batch.messages), ["after"]);
+    assert_eq!(batch.cursor.epoch(), a.epoch());
+}
+
+#[tokio::test]
+async fn while_redis_is_down_publish_fails_and_health_is_down_then_delivery_resumes() {
+    let Some(mut redis) = redis() else { return };
+    let (a, b, c, mut sub) = two_instances_and_a_subscriber(&redis).await;
+    redis.kill();
+    let err = a.publish(vec![draft(&c, "lost")]).await.unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    assert!(matches!(a.health(), Health::Down(_)));
+    wait_until("b notices", || matches!(b.health(), Health::Down(_))).await;
+    // The subscriber waits through the outage; the gap may come in a batch
+    // of its own, before the message.
+    let waiting = tokio::spawn(async move {
+        let mut seen = next(&mut sub).await;
+        while seen.messages.is_empty() {
+            let more = next(&mut sub).await;
+            seen.gaps.extend(more.gaps);
+            seen.messages.extend(more.messages);
+        }
+        seen
+    });
+    sleep(Duration::from_millis(300)).await;
+    redis.restart();
+    wait_until("both healthy", || {
+        a.health() == Health::Up && b.health() == Health::Up
+    })
+    .await;
+    publish(&a, &c, "two").await;
+    let batch = waiting.await.unwrap();
+    assert_eq!(
+        batch.gaps,
+        std::slice::from_ref(&c),
+        "the empty Redis is a new epoch"
+    );
+    assert_eq!(data(&batch.messages), ["two"]);
+}
+
+#[tokio::test]
+async fn keys_expire_once_nobody_watches_and_the_history_is_old() {
+    let Some(redis) = redis() else { return };
+    let b = bus(&redis, bounds(100, 1 << 20, Duration::from_secs(1))).await;
+    let c = ch("c");
+    let sub = b
+        .subscribe(std::slice::from_ref(&c), &Start::Now)
+        .await
+        .unwrap();
+    let first = publish(&b, &c, "x").await;
+    assert_eq!(
+        redis.keys("herald:*"),
+        [
+            "herald:epoch",
+            "herald:floor",
+            "herald:log:c",
+            "herald:meta:c"
+        ]
+    );
+    // Watched: the messages expire but the id sequence is kept alive.
+    sleep(Duration::from_millis(1600)).await;
+    assert_eq!(
+        redis.keys("herald:*"),
+        ["herald:epoch", "herald:floor", "herald:meta:c"]
+    );
+    assert_eq!(publish(&b, &c, "y").await.id, first.id + 1);
+    drop(sub);
+    // The metadata outlives the messages by one history age (a tombstone).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis.keys("herald:*").len() > 2 {
+        assert!(
+            Instant::now() < deadline,
+            "keys left: {:?}",
+            redis.keys("*")
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(redis.keys("*"), ["herald:epoch", "herald:floor"]);
+    assert!(
+        publish(&b, &c, "z").await.id > first.id + 1,
+        "the floor holds"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_fails_connect() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = Config {
+        url: format!("redis://127.0.0.1:{port}"),
+        ..Config::default()
+    };
+    let err = RedisEngine::connect(&config, default_bounds()).await.err();
+    assert!(matches!(err, Some(herald_redis::Error::Unreachable(_))));
+    let config = Config {
+        url: "nonsense://".into(),
+        ..Config::default()
+    };
+    let err = RedisEngine::connect(&config, default_bounds()).await.err();
+    assert!(matches!(err, Some(herald_redis::Error::InvalidUrl(_))));
+}

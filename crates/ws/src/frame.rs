@@ -1,0 +1,534 @@
+//! The WebSocket protocol's frames: parsing what a client sends, and
+//! building what the server sends.
+//!
+//! Every frame is a JSON object in a text frame with a `type`; a client may
+//! add a `ref` (any string) that the server echoes in its reply. This module
+//! is pure: it knows nothing of sockets, subscriptions or limits other than
+//! the ones it is handed. The `message` frame is built here too, once per
+//! message and shared by every connection (see [`message`]).
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use herald_bus::{ChannelName, Cursor, Encoding, Message, Start};
+use herald_http::{message_fields, write_json_str};
+use serde_json::{Map, Value};
+
+/// A client frame's operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// Add channels, starting at `start`.
+    Subscribe {
+        channels: Vec<ChannelName>,
+        start: Start,
+    },
+    /// Remove channels.
+    Unsubscribe { channels: Vec<ChannelName> },
+    /// Application-level ping; answered with `pong`.
+    Ping,
+}
+
+/// Why a client frame was refused: an `error` frame's code and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<herald_bus::Error> for Refusal {
+    fn from(e: herald_bus::Error) -> Self {
+        // The HTTP glue owns the mapping from bus errors to codes; a frame
+        // uses the same codes as an HTTP answer would.
+        let code = herald_http::Error::from(e.clone()).code();
+        Refusal::new(code, e.to_string())
+    }
+}
+
+/// A parsed client frame: the `ref` to echo (when one could be read) and
+/// the operation or why it was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClientFrame {
+    pub reference: Option<String>,
+    pub op: Result<Op, Refusal>,
+}
+
+/// Parses a client text frame. `max_last` caps `last` (the transports'
+/// `max-messages`). Never fails: a bad frame is a [`Refusal`] to answer.
+pub(crate) fn parse(text: &str, max_last: usize) -> ClientFrame {
+    let object = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(o)) => o,
+        Ok(_) => {
+            return ClientFrame {
+                reference: None,
+                op: Err(Refusal::new(
+                    "invalid_json",
+                    "a frame must be a JSON object",
+                )),
+            };
+        }
+        Err(e) => {
+            return ClientFrame {
+                reference: None,
+                op: Err(Refusal::new("invalid_json", e.to_string())),
+            };
+        }
+    };
+    let (reference, bad_ref) = match object.get("ref") {
+        None | Some(Value::Null) => (None, false),
+        Some(Value::String(s)) => (Some(s.clone()), false),
+        Some(_) => (None, true),
+    };
+    let op = if bad_ref {
+        Err(Refusal::new("invalid_frame", "ref must be a string"))
+    } else {
+        operation(&object, max_last)
+    };
+    ClientFrame { reference, op }
+}
+
+fn operation(o: &Map<String, Value>, max_last: usize) -> Result<Op, Refusal> {
+    let kind = match o.get("type") {
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(Refusal::new("invalid_frame", "type must be a string")),
+        None => return Err(Refusal::new("invalid_frame", "a frame needs a type")),
+    };
+    match kind {
+        "subscribe" => Ok(Op::Subscribe {
+            channels: channel_list(o)?,
+            start: start(o, max_last)?,
+        }),
+        "unsubscribe" => Ok(Op::Unsubscribe {
+            channels: channel_list(o)?,
+        }),
+        "ping" => Ok(Op::Ping),
+        other => Err(Refusal::new(
+            "unknown_type",
+            format!("unknown frame type {other:?}; expected subscribe, unsubscribe or ping"),
+        )),
+    }
+}
+
+/// `channels`: a non-empty list of channel names, duplicates dropped.
+fn channel_list(o: &Map<String, Value>) -> Result<Vec<ChannelName>, Refusal> {
+    let Some(Value::Array(items)) = o.get("channels") else {
+        return Err(Refusal::new(
+            "invalid_frame",
+            "channels must be a list of channel names",
+        ));
+    };
+    if items.is_empty() {
+        return Err(Refusal::new("invalid_frame", "channels must not be empty"));
+    }
+    let mut out: Vec<ChannelName> = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::String(name) = item else {
+            return Err(Refusal::new(
+                "invalid_frame",
+                "channels must be a list of channel names",
+            ));
+        };
+        let channel = ChannelName::new(name)?;
+        if !out.contains(&channel) {
+            out.push(channel);
+        }
+    }
+    Ok(out)
+}
+
+/// `since` (one cursor or a list, combined) or `last` (a count, capped);
+/// neither means "from now".
+fn start(o: &Map<String, Value>, max_last: usize) -> Result<Start, Refusal> {
+    let since = o.get("since").filter(|v| !v.is_null());
+    let last = o.get("last").filter(|v| !v.is_null());
+    match (since, last) {
+        (Some(_), Some(_)) => Err(Refusal::new(
+            "invalid_frame",
+            "give either since or last, not both",
+        )),
+        (Some(Value::String(c)), None) => Ok(Start::From(Cursor::parse(c)?)),
+        (Some(Value::Array(list)), None) => {
+            let mut cursors = Vec::with_capacity(list.len());
+            for c in list {
+                let Value::String(c) = c else {
+                    return Err(Refusal::new(
+                        "invalid_frame",
+                        "since must be a cursor or a list of cursors",
+                    ));
+                };
+                cursors.push(Cursor::parse(c)?);
+            }
+            Cursor::combine(cursors)
+                .map(Start::From)
+                .ok_or_else(|| Refusal::new("invalid_frame", "since must not be an empty list"))
+        }
+        (Some(_), None) => Err(Refusal::new(
+            "invalid_frame",
+            "since must be a cursor or a list of cursors",
+        )),
+        (None, Some(n)) => n
+            .as_u64()
+            .map(|n| Start::Last(usize::try_from(n).unwrap_or(usize::MAX).min(max_last)))
+            .ok_or_else(|| Refusal::new("invalid_frame", "last must be a non-negative integer")),
+        (None, None) => Ok(Start::Now),
+    }
+}
+
+/// Starts a server frame: `{"type":"<kind>"` plus `,"ref":..` when the
+/// client gave one. The caller appends fields and the closing brace.
+fn open(kind: &str, reference: Option<&str>) -> String {
+    let mut out = String::with_capacity(96);
+    out.push_str("{\"type\":\"");
+    out.push_str(kind);
+    out.push('"');
+    if let Some(r) = reference {
+        out.push_str(",\"ref\":");
+        write_json_str(&mut out, r);
+    }
+    out
+}
+
+fn push_channels<'a>(out: &mut String, channels: impl IntoIterator<Item = &'a ChannelName>) {
+    out.push_str(",\"channels\":[");
+    for (i, c) in channels.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_str(out, c.as_str());
+    }
+    out.push(']');
+}
+
+/// `{"type":"subscribed","ref":..,"channels":[..],"cursor":".."}`.
+pub(crate) fn subscribed(
+    reference: Option<&str>,
+    channels: &[ChannelName],
+    cursor: &Cursor,
+) -> Bytes {
+    let mut out = open("subscribed", reference);
+    push_channels(&mut out, channels);
+    let _ = write!(out, ",\"cursor\":\"{cursor}\"}}");
+    Bytes::from(out)
+}
+
+/// `{"type":"unsubscribed","ref":..,"channels":[..]}`.
+pub(crate) fn unsubscribed(reference: Option<&str>, channels: &[ChannelName]) -> Bytes {
+    let mut out = open("unsubscribed", reference);
+    push_channels(&mut out, channels);
+    out.push('}');
+    Bytes::from(out)
+}
+
+/// Why a `gap` frame is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GapReason {
+    /// Messages were missed: the position was older than the retained
+    /// history (or from another store). Delivery continues from the oldest
+    /// retained message.
+    History,
+    /// The channels were deleted and are no longer subscribed.
+    Deleted,
+}
+
+/// `{"type":"gap","channels":[..],"reason":"history"|"deleted"}`.
+pub(crate) fn gap(channels: &[ChannelName], reason: GapReason) -> Bytes {
+    let mut out = open("gap", None);
+    push_channels(&mut out, channels);
+    out.push_str(match reason {
+        GapReason::History => ",\"reason\":\"history\"}",
+        GapReason::Deleted => ",\"reason\":\"deleted\"}",
+    });
+    Bytes::from(out)
+}
+
+/// `{"type":"error","ref":..,"code":"..","message":".."}`.
+pub(crate) fn error(reference: Option<&str>, refusal: &Refusal) -> Bytes {
+    let mut out = open("error", reference);
+    out.push_str(",\"code\":");
+    write_json_str(&mut out, refusal.code);
+    out.push_str(",\"message\":");
+    write_json_str(&mut out, &refusal.message);
+    out.push('}');
+    Bytes::from(out)
+}
+
+/// `{"type":"pong","ref":..}`.
+pub(crate) fn pong(reference: Option<&str>) -> Bytes {
+    let mut out = open("pong", reference);
+    out.push('}');
+    Bytes::from(out)
+}
+
+/// `{"type":"message","channel":..,"id":..,"event":..,"data":..,"time":..,
+/// "cursor":".."}`, cached in the message: built by the first connection
+/// that sends it, shared by all the others. The cursor resumes the
+/// message's channel right after it ([`Cursor::after`]), the same for every
+/// connection, so it belongs in the shared frame.
+struct MessageFrame;
+
+impl Encoding for MessageFrame {
+    fn encode(m: &Message) -> Bytes {
+        let mut out = String::with_capacity(m.payload.len() + 160);
+        out.push_str("{\"type\":\"message\",");
+        message_fields(&mut out, m);
+        let _ = write!(out, ",\"cursor\":\"{}\"}}", Cursor::after(m));
+        Bytes::from(out)
+    }
+}
+
+/// The `message` frame of `m`, encoded once per message (not per
+/// connection).
+pub(crate) fn message(m: &Message) -> Bytes {
+    m.encoded::<MessageFrame>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_bus::{Bus, Config, Draft, Payload};
+    use proptest::prelude::*;
+
+    fn ch(n: &str) -> ChannelName {
+        ChannelName::new(n).unwrap()
+    }
+
+    fn code(text: &str) -> &'static str {
+        parse(text, 1000).op.unwrap_err().code
+    }
+
+    #[test]
+    fn subscribe_forms() {
+        let f = parse(
+            r#"{"type":"subscribe","channels":["a","b","a"],"ref":"r1"}"#,
+            10,
+        );
+        assert_eq!(f.reference.as_deref(), Some("r1"));
+        assert_eq!(
+            f.op,
+            Ok(Op::Subscribe {
+                channels: vec![ch("a"), ch("b")],
+                start: Start::Now
+            })
+        );
+        let f = parse(r#"{"type":"subscribe","channels":["a"],"last":5000}"#, 10);
+        assert_eq!(
+            f.op,
+            Ok(Op::Subscribe {
+                channels: vec![ch("a")],
+                start: Start::Last(10)
+            })
+        );
+        assert_eq!(
+            parse(r#"{"type":"unsubscribe","channels":["a"]}"#, 10).op,
+            Ok(Op::Unsubscribe {
+                channels: vec![ch("a")]
+            })
+        );
+        assert_eq!(parse(r#"{"type":"ping","extra":1}"#, 10).op, Ok(Op::Ping));
+    }
+
+    #[tokio::test]
+    async fn since_takes_one_cursor_or_a_list() {
+        let bus = Bus::memory(Config::default());
+        let published = bus
+            .publish(
+                ["a", "b"]
+                    .iter()
+                    .map(|c| Draft {
+                        channel: ch(c),
+                        event: None,
+                        payload: Payload::text("x").unwrap(),
+                    })
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        let (ca, cb) = (&published[0].cursor, &published[1].cursor);
+        let one = format!(r#"{{"type":"subscribe","channels":["a"],"since":"{ca}"}}"#);
+        assert_eq!(
+            parse(&one, 10).op,
+            Ok(Op::Subscribe {
+                channels: vec![ch("a")],
+                start: Start::From(ca.clone())
+            })
+        );
+        let two = format!(r#"{{"type":"subscribe","channels":["a","b"],"since":["{ca}","{cb}"]}}"#);
+        let Ok(Op::Subscribe {
+            start: Start::From(c),
+            ..
+        }) = parse(&two, 10).op
+        else {
+            panic!("not a subscribe from a cursor");
+        };
+        assert_eq!(c.position(&ch("a")), Some((published[0].message.id, false)));
+        assert_eq!(c.position(&ch("b")), Some((published[1].message.id, false)));
+    }
+
+    #[test]
+    fn bad_frames_have_codes() {
+        assert_eq!(code("not json"), "invalid_json");
+        assert_eq!(code("[1,2]"), "invalid_json");
+        assert_eq!(code(r#"{"channels":["a"]}"#), "invalid_frame");
+        assert_eq!(code(r#"{"type":7}"#), "invalid_frame");
+        assert_eq!(code(r#"{"type":"publish"}"#), "unknown_type");
+        assert_eq!(code(r#"{"type":"subscribe"}"#), "invalid_frame");
+        assert_eq!(
+            code(r#"{"type":"subscribe","channels":[]}"#),
+            "invalid_frame"
+        );
+        assert_eq!(
+            code(r#"{"type":"subscribe","channels":[1]}"#),
+            "invalid_frame"
+        );
+        assert_eq!(
+            code(r#"{"type":"subscribe","channels":["a b"]}"#),
+            "invalid_channel"
+        );
+        assert_eq!(
+            code(r#"{"type":"subscribe","channels":["a"],"since":"!!"}"#),
+            "invalid_cursor"
+        );
+        assert_eq!(
+            code(r#"{"type":"subscribe","channels":["a"],"since":[]}"#),
+            "invalid_frame"
+        );
+        assert_eq!(
+            code(r#"{"type":"subscribe","channels":["a"],"last":-1}"#),
+            "invalid_frame"
+        );
+        assert_eq!(
+            code(r#"{"type":"subscribe","channels":["a"],"last":1,"since":"x"}"#),
+            "invalid_frame"
+        );
+        let f = parse(r#"{"type":"nope","ref":"k"}"#, 10);
+        assert_eq!(f.reference.as_deref(), Some("k"), "ref is echoed on errors");
+        assert_eq!(code(r#"{"type":"ping","ref":3}"#), "invalid_frame");
+    }
+
+    #[tokio::test]
+    async fn server_frames_are_json() {
+        let r = Refusal::new("invalid_json", "bad \"quote\"");
+        let cursor = Bus::memory(Config::default())
+            .subscribe(&[ch("a")], &Start::Now)
+            .await
+            .unwrap()
+            .cursor();
+        for (bytes, kind) in [
+            (subscribed(Some("x"), &[ch("a")], &cursor), "subscribed"),
+            (unsubscribed(None, &[ch("a"), ch("b")]), "unsubscribed"),
+            (gap(&[ch("a")], GapReason::Deleted), "gap"),
+            (error(Some("\n"), &r), "error"),
+            (pong(None), "pong"),
+        ] {
+            let v: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(v["type"], kind);
+        }
+        let v: Value = serde_json::from_slice(&error(Some("\n"), &r)).unwrap();
+        assert_eq!(v["ref"], "\n");
+        assert_eq!(v["message"], "bad \"quote\"");
+    }
+
+    #[tokio::test]
+    async fn message_frame_is_built_once_and_carries_the_cursor() {
+        let bus = Bus::memory(Config::default());
+        let p = bus
+            .publish(vec![Draft {
+                channel: ch("news"),
+                event: None,
+                payload: Payload::json(r#"{"k":1}"#).unwrap(),
+            }])
+            .await
+            .unwrap();
+        let a = message(&p[0].message);
+        let b = message(&p[0].message);
+        assert_eq!(a.as_ptr(), b.as_ptr(), "shared, not re-encoded");
+        let v: Value = serde_json::from_slice(&a).unwrap();
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["channel"], "news");
+        assert_eq!(v["data"]["k"], 1);
+        assert_eq!(v["cursor"], p[0].cursor.to_string());
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            "[a-z!. ]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("type".to_string()),
+                        Just("channels".to_string()),
+                        Just("since".to_string()),
+                        Just("last".to_string()),
+                        Just("ref".to_string()),
+                        "[a-z]{1,6}"
+                    ],
+                    inner,
+                    0..5
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Whatever a client sends, parsing answers (never panics), and a
+        /// refusal carries one of the documented codes.
+        #[test]
+        fn parse_never_panics_and_refusals_have_known_codes(text in ".{0,200}") {
+            if let Err(r) = parse(&text, 100).op {
+                prop_assert!(["invalid_json", "invalid_frame", "unknown_type", "invalid_channel", "invalid_cursor"].contains(&r.code), "{}", r.code);
+            }
+        }
+
+        /// Structured (JSON) input: same guarantees, and a valid `ref` is
+        /// always echoed, whatever else is wrong.
+        #[test]
+        fn json_frames_parse_or_refuse(v in json_value()) {
+            let text = v.to_string();
+            let f = parse(&text, 100);
+            if let Some(Value::String(r)) = v.get("ref") {
+                prop_assert_eq!(f.reference.as_deref(), Some(r.as_str()));
+            }
+            match f.op {
+                Ok(Op::Subscribe { channels, start }) => {
+                    prop_assert_eq!(v["type"].as_str(), Some("subscribe"));
+                    prop_assert!(!channels.is_empty());
+                    if let Start::Last(n) = start { prop_assert!(n <= 100); }
+                }
+                Ok(Op::Unsubscribe { channels }) => {
+                    prop_assert_eq!(v["type"].as_str(), Some("unsubscribe"));
+                    prop_assert!(!channels.is_empty());
+                }
+                Ok(Op::Ping) => prop_assert_eq!(v["type"].as_str(), Some("ping")),
+                Err(r) => prop_assert!(["invalid_json", "invalid_frame", "unknown_type", "invalid_channel", "invalid_cursor"].contains(&r.code)),
+            }
+        }
+
+        /// Valid subscribe frames built from any channel names round-trip.
+        #[test]
+        fn valid_subscribes_round_trip(names in prop::collection::vec("[a-zA-Z0-9_-]{1,20}", 1..8), last in 0u64..5000, r in "\\PC{0,10}") {
+            let v = serde_json::json!({"type":"subscribe","channels":names,"last":last,"ref":r});
+            let f = parse(&v.to_string(), 1000);
+            prop_assert_eq!(f.reference.as_deref(), Some(r.as_str()));
+            let Ok(Op::Subscribe { channels, start }) = f.op else { return Err(TestCaseError::fail("refused")) };
+            let mut want: Vec<&str> = Vec::new();
+            for n in &names { if !want.contains(&n.as_str()) { want.push(n) } }
+            prop_assert_eq!(channels.iter().map(ChannelName::as_str).collect::<Vec<_>>(), want);
+            prop_assert_eq!(start, Start::Last((last as usize).min(1000)));
+        }
+    }
+}
