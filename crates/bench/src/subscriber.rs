@@ -54,8 +54,8 @@ pub struct Spec {
 /// Runs the subscriber until `stop` is cancelled (answers `Ok`), `on`
 /// answers false (`Ok`), or the connection fails or ends (`Err`). `ready`
 /// is called once the subscription is in place as far as the client can
-/// tell: upgraded, stream headers received, first poll answered, or the
-/// first long poll sent.
+/// tell: upgraded (herald: its `subscribed` frame received), stream
+/// headers received, first poll answered, or the first long poll sent.
 pub async fn run(
     spec: &Spec,
     ready: impl FnOnce(),
@@ -101,10 +101,25 @@ async fn ws<F: FnMut(u64, u64) -> bool>(
 ) -> Result<(), Error> {
     let path = spec.target.sub_path(Transport::Ws, &spec.channel);
     let mut ws = net::websocket(spec.target.sub, spec.from, &path).await?;
-    ready();
+    // herald confirms the subscription with a frame once it is in place;
+    // the peers subscribe before the upgrade answers.
+    let mut ready = Some(ready);
+    if spec.target.system != crate::System::Herald
+        && let Some(r) = ready.take()
+    {
+        r();
+    }
     while let Some(msg) = ws.next().await {
         match msg? {
-            Message::Text(t) => sink.deliver(t.as_bytes()),
+            Message::Text(t) => {
+                if ready.is_some()
+                    && find(t.as_bytes(), b"\"type\":\"subscribed\"").is_some()
+                    && let Some(r) = ready.take()
+                {
+                    r();
+                }
+                sink.deliver(t.as_bytes())
+            }
             Message::Binary(b) => sink.deliver(&b),
             Message::Close(_) => return Err(Error::Closed),
             _ => 0,

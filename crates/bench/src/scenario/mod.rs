@@ -97,14 +97,17 @@ impl Common {
 }
 
 /// Fresh channel names for one run, so that runs never see each other's
-/// history: `hb<pid>x<time>-<n>`.
+/// messages, even runs at the same moment in one process:
+/// `hb<pid>x<time>x<run>-<n>`.
 pub fn channel_names(n: usize) -> Vec<Arc<str>> {
+    static RUNS: AtomicU64 = AtomicU64::new(0);
     let run = format!(
-        "hb{}x{}",
+        "hb{}x{}x{}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() % 1_000_000_000)
+            .map_or(0, |d| d.as_millis() % 1_000_000_000),
+        RUNS.fetch_add(1, Ordering::Relaxed)
     );
     named(&run, n)
 }
