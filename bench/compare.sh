@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/compare.sh: herald side by side with nchan and Pushpin on this
 # machine, same scenarios, same client (herald-bench); writes
-# docs/benchmarks.md (docs/fragments/bench.md, then the machine, the exact
+# docs/benchmarks.md (bench/intro.md, then the machine, the exact
 # commands and the tables). Server pinned to one core, load generator to
 # the other. Loopback only. About 15-20 minutes on 2 cores.
 #
@@ -114,7 +114,7 @@ done
 elapsed=$(( $(date +%s) - started ))
 log "writing $OUT (comparison took ${elapsed}s)"
 {
-  cat docs/fragments/bench.md
+  cat bench/intro.md
   echo
   echo "---"
   echo

@@ -14,7 +14,7 @@
 //! [`Subscription`](herald_bus::Subscription) does that for every engine),
 //! Redis Cluster and Sentinel (one Redis, or a proxy in front of it), and
 //! anything about HTTP. The key layout, the script steps and what each failure
-//! does are in docs/fragments/redis.md.
+//! does are in docs/architecture.md ("The Redis engine").
 
 mod config;
 mod engine;
