@@ -1,20 +1,24 @@
 //! End-to-end: two herald binaries on one real Redis behave as one gateway.
-//! Publish on one, receive on the other (poll, long poll, SSE); one order for 10,000 messages
-//! published through both; cursors that move between instances and survive
-//! an instance restart; Redis killed and restarted mid-stream (503 while it
-//! is down, a gap for the history it lost); and a clear failure at start
-//! when Redis is unreachable.
-//!
-//! Short polling, long polling and SSE are exercised (WebSocket was not on
-//! main when this was written; it reads the same bus).
+//! Publish on one, receive on the other (poll, long poll, SSE, WebSocket);
+//! one order for 10,000 messages published through both, seen by pollers,
+//! an SSE stream and a WebSocket; clients cut from one instance that resume
+//! on the other with their cursor (SSE `Last-Event-ID`, WebSocket `since`,
+//! long polls switching instance mid-burst); channels merged in publish
+//! order; cursors that survive an instance restart; Redis killed and
+//! restarted mid-stream (503 while it is down, a gap for the history it
+//! lost); and a clear failure at start when Redis is unreachable.
 
 mod support;
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
+use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use support::{Server, client, redis::RedisServer};
-use tokio::time::{Instant, sleep};
+use tokio::time::{Instant, sleep, timeout};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async, tungstenite};
+
+type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn herald(redis: &RedisServer, extra: &[&str]) -> Server {
     let url = redis.url();
@@ -103,38 +107,45 @@ async fn ten_thousand_messages_through_both_instances_arrive_in_one_order_on_bot
     let start = cursor(&poll(&a, "feed", None).await);
     const N: usize = 10_000;
     const BATCH: usize = 100;
-    let (a_url, b_url) = (a.internal_url("/publish"), b.internal_url("/publish"));
+    // Besides a poller on each instance, an SSE stream on A and a
+    // WebSocket on B, both from the same cursor.
+    let sse = client()
+        .get(a.url(&format!("/sse/feed?since={start}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+    let mut ws = ws_connect(&b).await;
+    ws_subscribe(&mut ws, &["feed"], json!({ "since": start })).await;
     let pollers = {
         let (sa, sb) = (start.clone(), start.clone());
         let (a, b) = (&a, &b);
-        futures::future::join(poll_all(a, "feed", sa, N), poll_all(b, "feed", sb, N))
+        futures::future::join4(
+            poll_all(a, "feed", sa, N),
+            poll_all(b, "feed", sb, N),
+            sse_data(sse, N),
+            ws_data(&mut ws, N),
+        )
     };
     let publisher = async {
-        let c = client();
         for k in 0..N / BATCH {
-            let messages: Vec<Value> = (k * BATCH..(k + 1) * BATCH)
-                .map(|i| json!({"channel": "feed", "data": i.to_string()}))
-                .collect();
-            let url = if k % 2 == 0 { &a_url } else { &b_url };
-            let res = c
-                .post(url)
-                .json(&json!({ "messages": messages }))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 202);
+            let via = if k % 2 == 0 { &a } else { &b };
+            publish_range(via, &["feed"], k * BATCH..(k + 1) * BATCH).await;
         }
     };
-    let ((on_a, on_b), ()) = futures::future::join(pollers, publisher).await;
+    let ((on_a, on_b, sse_a, ws_b), ()) = futures::future::join(pollers, publisher).await;
     let expected: Vec<String> = (0..N).map(|i| i.to_string()).collect();
-    assert!(
-        on_a == expected,
-        "instance A: wrong order, loss or duplicates"
-    );
-    assert!(
-        on_b == expected,
-        "instance B: wrong order, loss or duplicates"
-    );
+    for (got, who) in [
+        (on_a, "poller on A"),
+        (on_b, "poller on B"),
+        (sse_a, "SSE on A"),
+        (
+            ws_b.into_iter().map(|(_, d, _)| d).collect(),
+            "WebSocket on B",
+        ),
+    ] {
+        assert!(got == expected, "{who}: wrong order, loss or duplicates");
+    }
 }
 
 #[tokio::test]
@@ -325,4 +336,229 @@ async fn a_long_poll_on_one_instance_is_released_by_a_publish_on_the_other() {
     a.publish("held", "next").await;
     let url = a.url(&format!("/longpoll/held?since={}&timeout=5", cursor(&v)));
     assert_eq!(data(&get(url).await), ["next"]);
+}
+
+/// Reads an SSE body until `n` messages arrived; answers their data. Parses
+/// as it goes (a stream of 10,000 events), and fails on a `herald.gap`.
+async fn sse_data(res: reqwest::Response, n: usize) -> Vec<String> {
+    let mut body = res.bytes_stream();
+    let mut text = String::new();
+    let mut got = Vec::with_capacity(n);
+    while got.len() < n {
+        let chunk = timeout(Duration::from_secs(5), body.next())
+            .await
+            .expect("an SSE event within 5 s")
+            .expect("the stream goes on")
+            .expect("no stream error");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        let Some(end) = text.rfind("\n\n") else {
+            continue;
+        };
+        for block in text[..end].split("\n\n") {
+            assert!(!block.contains("event: herald."), "no gap: {block}");
+            got.extend(
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix("data: ").map(str::to_string)),
+            );
+        }
+        text.drain(..end + 2);
+    }
+    got
+}
+
+async fn ws_connect(s: &Server) -> Ws {
+    let (ws, res) = connect_async(s.ws_url("/ws")).await.expect("upgrade");
+    assert_eq!(res.status(), 101);
+    ws
+}
+
+/// The next text frame as JSON (pings and pongs skipped).
+async fn ws_next(ws: &mut Ws) -> Value {
+    loop {
+        let frame = timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame within 5 s")
+            .expect("connection open")
+            .expect("a frame");
+        match frame {
+            tungstenite::Message::Text(t) => return serde_json::from_str(&t).expect("JSON"),
+            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => {}
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+/// Subscribes to `channels` (with `extra` fields such as `since`); answers
+/// the `subscribed` reply.
+async fn ws_subscribe(ws: &mut Ws, channels: &[&str], extra: Value) -> Value {
+    let mut frame = json!({"type": "subscribe", "channels": channels});
+    if let (Value::Object(f), Value::Object(e)) = (&mut frame, extra) {
+        f.extend(e);
+    }
+    let text = frame.to_string();
+    ws.send(tungstenite::Message::text(text)).await.unwrap();
+    let reply = ws_next(ws).await;
+    assert_eq!(reply["type"], "subscribed", "{reply}");
+    reply
+}
+
+/// Reads `n` message frames; answers each one's channel, data and cursor.
+/// Fails on a gap.
+async fn ws_data(ws: &mut Ws, n: usize) -> Vec<(String, String, String)> {
+    let mut got = Vec::with_capacity(n);
+    while got.len() < n {
+        let v = ws_next(ws).await;
+        assert_eq!(v["type"], "message", "no gap, nothing else: {v}");
+        let field = |k: &str| v[k].as_str().expect("a string field").to_string();
+        got.push((field("channel"), field("data"), field("cursor")));
+    }
+    got
+}
+
+/// Publishes `range` as one batch through `s`; message `i` goes to
+/// `channels[i % len]` with data `i`.
+async fn publish_range(s: &Server, channels: &[&str], range: std::ops::Range<usize>) {
+    let messages: Vec<Value> = range
+        .map(|i| json!({"channel": channels[i % channels.len()], "data": i.to_string()}))
+        .collect();
+    s.publish_batch(messages).await;
+}
+
+/// Publishes `range` in batches of 10, alternately through `a` and `b`.
+async fn publish_burst(a: &Server, b: &Server, channels: &[&str], range: std::ops::Range<usize>) {
+    for (k, start) in range.clone().step_by(10).enumerate() {
+        let via = if k % 2 == 0 { a } else { b };
+        publish_range(via, channels, start..(start + 10).min(range.end)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_websocket_on_one_instance_receives_what_the_other_publishes() {
+    let Some(redis) = support::redis() else {
+        return;
+    };
+    let (a, b) = (herald(&redis, &[]), herald(&redis, &[]));
+    let mut ws = ws_connect(&b).await;
+    ws_subscribe(&mut ws, &["news"], json!({})).await;
+    let published = a.publish("news", "hello").await;
+    let m = ws_next(&mut ws).await;
+    assert_eq!(
+        (m["type"].as_str(), m["data"].as_str()),
+        (Some("message"), Some("hello"))
+    );
+    assert_eq!(m["id"], published["id"]);
+    assert_eq!(
+        m["cursor"], published["cursor"],
+        "one cursor on every instance"
+    );
+}
+
+/// A WebSocket client reads part of a stream on A, is cut, 1,000 messages
+/// are published through both instances meanwhile, and it resumes on B
+/// with the last cursor it got on each channel: every message once, each
+/// channel in order, no gap.
+#[tokio::test]
+async fn a_websocket_cut_from_one_instance_resumes_on_the_other_with_its_cursors() {
+    let Some(redis) = support::redis() else {
+        return;
+    };
+    let opts = ["--history-messages", "2000"];
+    let (a, b) = (herald(&redis, &opts), herald(&redis, &opts));
+    let channels = ["x", "y"];
+    let mut ws = ws_connect(&a).await;
+    let reply = ws_subscribe(&mut ws, &channels, json!({})).await;
+    let mut since = vec![reply["cursor"].as_str().unwrap().to_string()];
+
+    publish_burst(&a, &b, &channels, 0..100).await;
+    // The client handles only part of what A sent it, then the cut.
+    let before = ws_data(&mut ws, 50).await;
+    drop(ws);
+    publish_burst(&a, &b, &channels, 100..1100).await;
+
+    let mut last: HashMap<String, String> = HashMap::new();
+    for (channel, _, cursor) in &before {
+        last.insert(channel.clone(), cursor.clone());
+    }
+    since.extend(last.into_values());
+    let mut ws = ws_connect(&b).await;
+    ws_subscribe(&mut ws, &channels, json!({ "since": since })).await;
+    let after = ws_data(&mut ws, 1050).await;
+    // Still live on B after the catch-up.
+    publish_range(&a, &channels, 1100..1102).await;
+    let live = ws_data(&mut ws, 2).await;
+
+    let all: Vec<(String, String, String)> = before.into_iter().chain(after).chain(live).collect();
+    for channel in channels {
+        let got: Vec<&str> = all
+            .iter()
+            .filter(|(c, ..)| c == channel)
+            .map(|(_, d, _)| d.as_str())
+            .collect();
+        let expected: Vec<String> = (0..1102)
+            .filter(|i| channels[i % 2] == channel)
+            .map(|i| i.to_string())
+            .collect();
+        assert!(got == expected, "{channel}: loss, duplicates or disorder");
+    }
+}
+
+/// A long-poll client alternates between A and B with each request while
+/// a burst is published through both: every message once, in order.
+#[tokio::test]
+async fn a_long_poll_client_switches_instance_mid_burst_and_misses_nothing() {
+    let Some(redis) = support::redis() else {
+        return;
+    };
+    const N: usize = 1000;
+    let opts = ["--history-messages", "2000"];
+    let (a, b) = (herald(&redis, &opts), herald(&redis, &opts));
+    let start = cursor(&poll(&a, "feed", None).await);
+    let reader = async {
+        let mut at = start;
+        let mut got = Vec::with_capacity(N);
+        let mut switches = 0;
+        while got.len() < N {
+            let via = if switches % 2 == 0 { &a } else { &b };
+            switches += 1;
+            let url = via.url(&format!("/longpoll/feed?since={at}&timeout=5"));
+            let v = get(url).await;
+            assert_eq!(v["gap"], false, "no message may be lost");
+            got.extend(data(&v));
+            at = cursor(&v);
+        }
+        (got, switches)
+    };
+    let publisher = async {
+        for k in 0..N / 10 {
+            let via = if k % 2 == 0 { &a } else { &b };
+            publish_range(via, &["feed"], k * 10..(k + 1) * 10).await;
+            if k % 10 == 0 {
+                sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    let ((got, switches), ()) = futures::future::join(reader, publisher).await;
+    let expected: Vec<String> = (0..N).map(|i| i.to_string()).collect();
+    assert!(got == expected, "loss, duplicates or disorder");
+    assert!(switches >= 4, "the client changed instance mid-burst");
+}
+
+/// One batch to b, a, b, a shares a millisecond; a poll of `a,b` on the
+/// other instance answers it in publish order.
+#[tokio::test]
+async fn a_multi_channel_poll_follows_publish_order_across_instances() {
+    let Some(redis) = support::redis() else {
+        return;
+    };
+    let (a, b) = (herald(&redis, &[]), herald(&redis, &[]));
+    let start = cursor(&poll(&b, "a,b", None).await);
+    let messages: Vec<Value> = ["b", "a", "b", "a"]
+        .iter()
+        .enumerate()
+        .map(|(i, c)| json!({"channel": c, "data": format!("{c}{i}")}))
+        .collect();
+    a.publish_batch(messages).await;
+    let v = poll(&b, "a,b", Some(&start)).await;
+    assert_eq!(data(&v), ["b0", "a1", "b2", "a3"]);
 }

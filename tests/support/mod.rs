@@ -120,6 +120,19 @@ impl Server {
         res.json().await.expect("publish reply")
     }
 
+    /// Publishes a batch (`POST /publish` with `{"messages": messages}`);
+    /// answers the JSON reply.
+    pub async fn publish_batch(&self, messages: Vec<serde_json::Value>) -> serde_json::Value {
+        let res = client()
+            .post(self.internal_url("/publish"))
+            .json(&serde_json::json!({ "messages": messages }))
+            .send()
+            .await
+            .expect("publish");
+        assert_eq!(res.status(), 202, "publish a batch");
+        res.json().await.expect("publish reply")
+    }
+
     /// The channel's subscriber count from the internal `/channels/{ch}`
     /// endpoint: held long polls, open streams and sockets on it.
     pub async fn subscribers(&self, channel: &str) -> u64 {

@@ -149,6 +149,12 @@ impl Message {
         self
     }
 
+    /// The engine-wide publish order (see [`Message::with_order`]); 0 when
+    /// the engine sets none.
+    pub fn order(&self) -> u64 {
+        self.order
+    }
+
     /// The epoch of the store that assigned the id.
     pub fn epoch(&self) -> u64 {
         self.epoch

@@ -93,6 +93,11 @@ struct SlotRead {
     gap: bool,
     /// Where the slot stands if none of `messages` is delivered.
     base: u64,
+    /// The engine answered with messages of another epoch than the read's:
+    /// the store changed under the read. They were dropped; the slot keeps
+    /// its position and goes stale, so that the next read reports the gap
+    /// once and delivers them then.
+    foreign: bool,
 }
 
 impl Reader {
@@ -174,7 +179,20 @@ impl Reader {
     /// Reads up to `limit` messages after the current positions and advances
     /// them. Positions change only once every engine read succeeded, so a
     /// failed or cancelled read can simply be retried.
+    ///
+    /// If the epoch changes while the read is under way, the messages of the
+    /// new epoch it met are not delivered against positions of the old one
+    /// (they would come again, with a gap, at the next read): the read is
+    /// made once more, which reports the gap and delivers them once.
     pub(crate) async fn read(&mut self, limit: usize) -> Result<Batch, Error> {
+        let batch = self.read_once(limit).await?;
+        if batch.is_empty() && self.slots.iter().any(|s| s.stale) {
+            return self.read_once(limit).await;
+        }
+        Ok(batch)
+    }
+
+    async fn read_once(&mut self, limit: usize) -> Result<Batch, Error> {
         let epoch = self.engine.epoch();
         if epoch != self.epoch {
             // The store lost its data (or is another store): every position
@@ -191,6 +209,10 @@ impl Reader {
         let merged = merge(&reads, limit);
         let mut gaps = Vec::new();
         for (slot, read) in self.slots.iter_mut().zip(&reads) {
+            if read.foreign {
+                slot.stale = true;
+                continue;
+            }
             if read.gap {
                 gaps.push(slot.channel.clone());
             }
@@ -224,6 +246,7 @@ impl Reader {
                 messages: Vec::new(),
                 gap: slot.stale,
                 base: after,
+                foreign: false,
             });
         }
         let mut gap = slot.stale;
@@ -238,10 +261,19 @@ impl Reader {
         if from.saturating_add(1) < page.oldest {
             gap = true;
         }
+        if page.messages.iter().any(|m| m.epoch() != self.epoch) {
+            return Ok(SlotRead {
+                messages: Vec::new(),
+                gap: false,
+                base: slot.pos,
+                foreign: true,
+            });
+        }
         Ok(SlotRead {
             messages: page.messages,
             gap,
             base: from.max(page.oldest.saturating_sub(1)),
+            foreign: false,
         })
     }
 }

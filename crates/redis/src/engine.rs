@@ -338,7 +338,7 @@ impl Shared {
             numbers.push(n);
         }
         let mut call = self.scripts.publish.key(keys.epoch());
-        call.key(keys.floor());
+        call.key(keys.floor()).key(keys.order());
         for c in &channels {
             call.key(keys.meta(c)).key(keys.log(c));
         }
@@ -359,7 +359,7 @@ impl Shared {
                 call.arg(a);
             }
         }
-        let (epoch, time, ids): (String, u64, Vec<u64>) = call
+        let (epoch, time, first, ids): (String, u64, u64, Vec<u64>) = call
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(|e| self.failed(&e))?;
@@ -373,7 +373,8 @@ impl Shared {
         Ok(drafts
             .into_iter()
             .zip(ids)
-            .map(|(d, id)| Arc::new(Message::new(d, id, time, epoch)))
+            .zip(first + 1..)
+            .map(|((d, id), order)| Arc::new(Message::new(d, id, time, epoch).with_order(order)))
             .collect())
     }
 

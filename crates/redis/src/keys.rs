@@ -3,6 +3,8 @@
 //! - `herald:epoch`: the store's epoch (string, no expiry);
 //! - `herald:floor`: the highest id ever assigned on any channel (string, no
 //!   expiry), so that a channel created again starts above it;
+//! - `herald:order`: the engine-wide publish order, one count per message
+//!   on every channel (string, no expiry);
 //! - `herald:meta:<channel>`: hash `origin`, `last`, `bytes` (expires);
 //! - `herald:log:<channel>`: list of stored messages, oldest first (expires);
 //! - `herald:notify:<channel>`: the pub/sub channel of its notifications.
@@ -33,6 +35,10 @@ impl Keys {
 
     pub(crate) fn floor(&self) -> String {
         format!("{}floor", self.prefix)
+    }
+
+    pub(crate) fn order(&self) -> String {
+        format!("{}order", self.prefix)
     }
 
     pub(crate) fn meta(&self, channel: &ChannelName) -> String {

@@ -7,8 +7,10 @@
 //! stamps and expires messages by the same clock.
 //!
 //! A stored message (a list element, also the tail of a notification) is
-//! `id \n time \n size \n json \n event \n data`: the scripts read `time` and
-//! `size` when trimming, and `data` may hold anything, newlines included.
+//! `id \n time \n size \n order \n json \n event \n data`: the scripts read
+//! `time` and `size` when trimming, `order` is the engine-wide publish order
+//! (one counter for every channel, so that messages of several channels merge
+//! as they were published), and `data` may hold anything, newlines included.
 //! What it leaves out: connections and retries (the engine's job).
 
 use bytes::Bytes;
@@ -62,12 +64,14 @@ local function prune(meta, log, max_n, max_bytes, min_time)
 end
 "#;
 
-/// KEYS: epoch, floor, then meta and log of each distinct channel.
+/// KEYS: epoch, floor, order, then meta and log of each distinct channel.
 /// ARGV: candidate epoch, max messages, max bytes, max age (ms), log expiry
 /// (ms; the metadata lives twice as long, the second half as a tombstone
-/// that keeps the id sequence), channel count `c`, `c` notification channels, then four per draft:
-/// channel number (1-based), json flag, event, data.
-/// Answers `{epoch, time_ms, {ids}}`.
+/// that keeps the id sequence), channel count `c`, `c` notification
+/// channels, then four per draft: channel number (1-based), json flag,
+/// event, data.
+/// Answers `{epoch, time_ms, order, {ids}}`: the drafts' publish orders are
+/// `order + 1`, `order + 2`, … in draft order.
 const PUBLISH: &str = r#"
 local epoch = epoch_of(KEYS[1], ARGV[1])
 local max_n, max_bytes = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -76,12 +80,14 @@ local channels = tonumber(ARGV[6])
 local now = now_us()
 local now_ms = math.floor(now / 1000)
 local floor = tonumber(redis.call('GET', KEYS[2]) or '0')
+local count = (#ARGV - 6 - channels) / 4
+local first = redis.call('INCRBY', KEYS[3], count) - count
 local ids = {}
 local i = 7 + channels
 while i <= #ARGV do
   local c = tonumber(ARGV[i])
   local flag, event, data = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local meta, log = KEYS[1 + 2 * c], KEYS[2 + 2 * c]
+  local meta, log = KEYS[2 + 2 * c], KEYS[3 + 2 * c]
   local last = tonumber(redis.call('HGET', meta, 'last') or '0')
   local id, origin
   redis.call('HDEL', meta, 'dead')
@@ -96,7 +102,7 @@ while i <= #ARGV do
   if id > floor then floor = id end
   local size = #data + #event + 64
   local element = num(id) .. '\n' .. num(now_ms) .. '\n' .. num(size) .. '\n'
-    .. flag .. '\n' .. event .. '\n' .. data
+    .. num(first + #ids + 1) .. '\n' .. flag .. '\n' .. event .. '\n' .. data
   redis.call('RPUSH', log, element)
   redis.call('HSET', meta, 'last', num(id))
   redis.call('HINCRBY', meta, 'bytes', size)
@@ -108,7 +114,7 @@ while i <= #ARGV do
   i = i + 4
 end
 redis.call('SET', KEYS[2], num(floor))
-return {epoch, now_ms, ids}
+return {epoch, now_ms, first, ids}
 "#;
 
 /// KEYS: epoch, meta, log. ARGV: candidate epoch, after, limit, max
@@ -235,11 +241,12 @@ pub(crate) fn decode_message(
     raw: Bytes,
     epoch: u64,
 ) -> Result<Message, String> {
-    let (fields, rest) = split_fields::<5>(&raw)?;
+    let (fields, rest) = split_fields::<6>(&raw)?;
     let id = number(fields[0])?;
     let time = number(fields[1])?;
-    let json = fields[3] == b"1";
-    let event = match fields[4] {
+    let order = number(fields[3])?;
+    let json = fields[4] == b"1";
+    let event = match fields[5] {
         b"" => None,
         name => Some(
             std::str::from_utf8(name)
@@ -253,7 +260,7 @@ pub(crate) fn decode_message(
         event,
         payload,
     };
-    Ok(Message::new(draft, id, time, epoch))
+    Ok(Message::new(draft, id, time, epoch).with_order(order))
 }
 
 /// The first `N` newline-terminated fields and the offset of the rest.
@@ -285,7 +292,7 @@ mod tests {
     #[test]
     fn decodes_what_the_publish_script_writes() {
         let ch = ChannelName::new("c").unwrap();
-        let raw = Bytes::from_static(b"m\n42\n99\n100\n1700000000000\n70\n1\nev\n{\"a\":\n1}");
+        let raw = Bytes::from_static(b"m\n42\n99\n100\n1700000000000\n70\n5\n1\nev\n{\"a\":\n1}");
         let Notification::Message {
             epoch,
             origin,
@@ -295,15 +302,15 @@ mod tests {
             panic!("a message notification")
         };
         assert_eq!(
-            (epoch, origin, message.id, message.epoch()),
-            (42, 99, 100, 42)
+            (epoch, origin, message.id, message.epoch(), message.order()),
+            (42, 99, 100, 42, 5)
         );
         assert_eq!(message.time, 1_700_000_000_000);
         assert_eq!(message.event.as_ref().unwrap().as_str(), "ev");
         assert!(message.payload.is_json());
         assert_eq!(message.payload.as_str(), "{\"a\":\n1}");
 
-        let plain = decode_message(&ch, Bytes::from_static(b"7\n1\n65\n0\n\n"), 1).unwrap();
+        let plain = decode_message(&ch, Bytes::from_static(b"7\n1\n65\n3\n0\n\n"), 1).unwrap();
         assert_eq!(
             (plain.id, plain.event.is_none(), plain.payload.as_str()),
             (7, true, "")
