@@ -11,6 +11,7 @@
 mod cli;
 mod config;
 mod internal;
+mod lean;
 mod public;
 mod serve;
 
@@ -23,7 +24,7 @@ use http::{HeaderName, HeaderValue, Method, Request, Response, header};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tower::{ServiceBuilder, ServiceExt, service_fn, util::BoxCloneService};
+use tower::{ServiceBuilder, service_fn, util::BoxCloneSyncService};
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
     limit::RequestBodyLimitLayer,
@@ -99,7 +100,7 @@ impl Herald {
     /// The subscriber routes (`/poll`, `/longpoll`, `/sse`, `/ws`,
     /// `/healthz`) with CORS and request tracing, as a tower service that
     /// never fails: every error is a JSON response.
-    pub fn public_service<B>(&self) -> BoxCloneService<Request<B>, Response<Body>, Infallible>
+    pub fn public_service<B>(&self) -> BoxCloneSyncService<Request<B>, Response<Body>, Infallible>
     where
         B: http_body::Body + Send + 'static,
     {
@@ -108,17 +109,18 @@ impl Herald {
             let me = me.clone();
             async move { Ok::<_, Infallible>(me.inner.public.route(req).await) }
         });
-        ServiceBuilder::new()
-            .map_response(json_errors)
-            .layer(TraceLayer::new_for_http())
-            .layer(self.cors())
-            .service(routes)
-            .boxed_clone()
+        BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .map_response(json_errors)
+                .layer(TraceLayer::new_for_http())
+                .layer(self.cors())
+                .service(routes),
+        )
     }
 
     /// The publish and admin routes, with the body limit, request timeout
     /// and tracing layers. Never fails: every error is a JSON response.
-    pub fn internal_service<B>(&self) -> BoxCloneService<Request<B>, Response<Body>, Infallible>
+    pub fn internal_service<B>(&self) -> BoxCloneSyncService<Request<B>, Response<Body>, Infallible>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -128,16 +130,17 @@ impl Herald {
             let me = me.clone();
             async move { Ok::<_, Infallible>(me.inner.internal.route(req).await) }
         });
-        ServiceBuilder::new()
-            .map_response(json_errors)
-            .layer(TraceLayer::new_for_http())
-            .layer(RequestBodyLimitLayer::new(self.inner.config.max_body))
-            .layer(TimeoutLayer::with_status_code(
-                http::StatusCode::REQUEST_TIMEOUT,
-                self.inner.config.request_timeout,
-            ))
-            .service(routes)
-            .boxed_clone()
+        BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .map_response(json_errors)
+                .layer(TraceLayer::new_for_http())
+                .layer(RequestBodyLimitLayer::new(self.inner.config.max_body))
+                .layer(TimeoutLayer::with_status_code(
+                    http::StatusCode::REQUEST_TIMEOUT,
+                    self.inner.config.request_timeout,
+                ))
+                .service(routes),
+        )
     }
 
     fn cors(&self) -> CorsLayer {
@@ -189,9 +192,15 @@ pub async fn run(
         max_connections: config.max_connections,
         header_read_timeout: config.header_read_timeout,
     };
+    let lean = Arc::new(lean::Lean {
+        service: herald.public_service(),
+        held: public::held,
+        max_head: serve::MAX_HEAD,
+        header_read_timeout: config.header_read_timeout,
+    });
     tokio::select! {
-        () = serve::accept(public, herald.public_service(), limits(), &graceful, stop.clone()) => {}
-        () = serve::accept(internal, herald.internal_service(), limits(), &graceful, stop.clone()) => {}
+        () = serve::accept(public, herald.public_service(), Some(lean), limits(), &graceful, stop.clone()) => {}
+        () = serve::accept(internal, herald.internal_service(), None, limits(), &graceful, stop.clone()) => {}
         () = signal => {}
     }
     tracing::info!("shutting down: no longer accepting connections");

@@ -11,6 +11,12 @@ use http::{Method, Request, Response, StatusCode};
 
 use crate::Config;
 
+/// Whether `path` (with its query) is a route whose requests are held:
+/// long polls and SSE streams. The lean HTTP/1.1 path serves those.
+pub(crate) fn held(path: &str) -> bool {
+    path.starts_with("/longpoll/") || path.starts_with("/sse/")
+}
+
 /// The public routes, before tower layers.
 pub(crate) struct Public {
     poll: Poll,

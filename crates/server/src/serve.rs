@@ -9,6 +9,7 @@
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use herald_http::Body;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -19,7 +20,12 @@ use hyper_util::{
 };
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
-use tower::util::BoxCloneService;
+use tower::util::BoxCloneSyncService;
+
+use crate::lean::{self, Lean, Outcome, Rewind};
+
+/// The largest request head, on both paths.
+pub(crate) const MAX_HEAD: usize = 16 * 1024;
 
 /// Per-listener connection settings.
 pub(crate) struct ConnLimits {
@@ -28,10 +34,13 @@ pub(crate) struct ConnLimits {
 }
 
 /// Accepts on `listener` until `stop` is cancelled, serving each connection
-/// with `service` under `graceful`'s watch.
+/// with `service` under `graceful`'s watch. With `lean`, a connection's held
+/// requests are served by the lean path first (see `lean.rs`) and hyper
+/// takes over at the first request that path does not serve.
 pub(crate) async fn accept(
     listener: TcpListener,
-    service: BoxCloneService<Request<Incoming>, Response<Body>, Infallible>,
+    service: BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible>,
+    lean: Option<Arc<Lean>>,
     limits: ConnLimits,
     graceful: &GracefulShutdown,
     stop: CancellationToken,
@@ -43,7 +52,7 @@ pub(crate) async fn accept(
         .header_read_timeout(limits.header_read_timeout)
         // Small idle connections matter more than a large read buffer: a
         // subscriber sends one request and then only reads.
-        .max_buf_size(16 * 1024);
+        .max_buf_size(MAX_HEAD);
     // HTTP/2 has no header read timeout; keep-alive pings find dead peers
     // (and idle connections that hold no stream) instead.
     builder
@@ -51,6 +60,7 @@ pub(crate) async fn accept(
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .keep_alive_timeout(Duration::from_secs(20));
+    let builder = Arc::new(builder);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let permit = tokio::select! {
@@ -71,15 +81,26 @@ pub(crate) async fn accept(
             },
         };
         let _ = stream.set_nodelay(true);
-        let conn = builder
-            .serve_connection_with_upgrades(
-                TokioIo::new(stream),
-                TowerToHyperService::new(service.clone()),
-            )
-            .into_owned();
-        let conn = graceful.watch(conn);
+        // Watching from the start, so that a drain waits for connections
+        // that are still on the lean path.
+        let watcher = graceful.watcher();
+        let (builder, service, lean, stop) =
+            (builder.clone(), service.clone(), lean.clone(), stop.clone());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let (stream, prefix) = match &lean {
+                Some(lean) => match lean::serve(stream, lean, &stop).await {
+                    Outcome::Closed => return drop((permit, watcher)),
+                    Outcome::Handover(stream, prefix) => (stream, prefix),
+                },
+                None => (stream, Bytes::new()),
+            };
+            let conn = builder
+                .serve_connection_with_upgrades(
+                    TokioIo::new(Rewind::new(stream, prefix)),
+                    TowerToHyperService::new(service),
+                )
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);

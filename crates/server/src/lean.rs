@@ -1,0 +1,415 @@
+//! A lean HTTP/1.1 path for the requests that are held: SSE streams and
+//! long polls.
+//!
+//! Why it exists: hyper's HTTP/1 connection keeps an 8 KiB read buffer and
+//! an 8 KiB write buffer for as long as the connection lives, and neither
+//! size can be configured lower. A held long poll or an SSE stream lives for
+//! minutes and carries one small request head, so at 19,000 idle
+//! subscribers those two buffers alone would be about 300 MiB, most of the
+//! server's memory. Here the head is read into a buffer sized to it and
+//! freed once parsed, the request goes through the very same tower service
+//! as hyper's requests do, and each response frame goes out in one write
+//! from a buffer that lives only for that write. An idle stream then costs
+//! its task, its response body and its subscription.
+//!
+//! It serves only what it fully understands: `GET` or `HEAD` over
+//! HTTP/1.1 on a held route, with no request body and no upgrade. Anything
+//! else (HTTP/2, HTTP/1.0, other routes and methods, a head that is
+//! malformed or larger than the head limit) goes to hyper together with the
+//! bytes read so far, so that hyper answers it exactly as it would have;
+//! this path never makes an error response of its own.
+
+use std::{
+    convert::Infallible,
+    io,
+    pin::Pin,
+    task::{Context, Poll},
+    time::{Duration, SystemTime},
+};
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::FutureExt;
+use herald_http::Body;
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Empty};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpStream,
+};
+use tokio_util::sync::CancellationToken;
+use tower::{ServiceExt, util::BoxCloneSyncService};
+
+/// The service the lean path calls: the public service over bodiless
+/// requests.
+pub(crate) type LeanService =
+    BoxCloneSyncService<Request<Empty<Bytes>>, Response<Body>, Infallible>;
+
+/// Headers a lean request may have; a head with more goes to hyper.
+const MAX_HEADERS: usize = 64;
+/// The most one read takes.
+const READ: usize = 2048;
+
+/// What the lean path needs to know.
+pub(crate) struct Lean {
+    pub service: LeanService,
+    /// Whether a path is one of the held routes.
+    pub held: fn(&str) -> bool,
+    /// The largest request head (hyper answers 431 beyond it).
+    pub max_head: usize,
+    /// Time to receive a whole head, counted from when the connection is
+    /// idle.
+    pub header_read_timeout: Duration,
+}
+
+/// How a connection left the lean path.
+pub(crate) enum Outcome {
+    /// It is finished: either side closed it, or it timed out.
+    Closed,
+    /// hyper serves the rest, starting with these bytes.
+    Handover(TcpStream, Bytes),
+}
+
+/// Serves held requests on `stream` for as long as they come, then hands
+/// the connection to hyper or reports it closed.
+pub(crate) async fn serve(stream: TcpStream, lean: &Lean, stop: &CancellationToken) -> Outcome {
+    let mut buf = BytesMut::new();
+    loop {
+        let read = tokio::select! {
+            () = stop.cancelled() => return Outcome::Closed,
+            r = tokio::time::timeout(lean.header_read_timeout, read_head(&stream, &mut buf, lean)) => r,
+        };
+        let (req, close) = match read {
+            Err(_) | Ok(Head::Closed | Head::Partial) => return Outcome::Closed,
+            Ok(Head::Other) => return Outcome::Handover(stream, buf.freeze()),
+            Ok(Head::Lean { req, close, len }) => {
+                buf.advance(len);
+                if buf.is_empty() {
+                    // Give the head's allocation back while the request is
+                    // held.
+                    buf = BytesMut::new();
+                }
+                (*req, close)
+            }
+        };
+        let head_only = req.method() == Method::HEAD;
+        let res = tokio::select! {
+            res = lean.service.clone().oneshot(req) => match res { Ok(r) => r, Err(e) => match e {} },
+            () = gone(&stream, &mut buf, lean.max_head) => return Outcome::Closed,
+        };
+        if respond(&stream, res, head_only, close, &mut buf, lean.max_head)
+            .await
+            .is_err()
+            || close
+            || stop.is_cancelled()
+        {
+            return Outcome::Closed;
+        }
+    }
+}
+
+/// A request head, read and sorted.
+enum Head {
+    /// A held request this path serves (boxed: it is much larger than the
+    /// other cases); `len` bytes of the buffer were its head; `close` if
+    /// the client asked to close after it.
+    Lean {
+        req: Box<Request<Empty<Bytes>>>,
+        close: bool,
+        len: usize,
+    },
+    /// Anything else: hyper's.
+    Other,
+    /// Not a whole head yet.
+    Partial,
+    /// The client closed (or broke) the connection before a whole head.
+    Closed,
+}
+
+/// Reads until `buf` holds a whole head (or proves not to be a lean one).
+async fn read_head(stream: &TcpStream, buf: &mut BytesMut, lean: &Lean) -> Head {
+    loop {
+        if !buf.is_empty() {
+            match parse(buf, lean) {
+                Head::Partial if buf.len() < lean.max_head => {}
+                Head::Partial => return Head::Other,
+                head => return head,
+            }
+        }
+        match read_some(stream, buf).await {
+            Ok(0) | Err(_) => return Head::Closed,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn parse(buf: &[u8], lean: &Lean) -> Head {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut head = httparse::Request::new(&mut headers);
+    let len = match head.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Head::Partial,
+        Err(_) => return Head::Other,
+    };
+    let method = match head.method {
+        Some("GET") => Method::GET,
+        Some("HEAD") => Method::HEAD,
+        _ => return Head::Other,
+    };
+    let Some(path) = head.path.filter(|p| (lean.held)(p)) else {
+        return Head::Other;
+    };
+    if head.version != Some(1) {
+        return Head::Other;
+    }
+    let mut req = Request::new(Empty::new());
+    *req.method_mut() = method;
+    *req.uri_mut() = match path.parse() {
+        Ok(uri) => uri,
+        Err(_) => return Head::Other,
+    };
+    let mut close = false;
+    for h in head.headers.iter() {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_bytes(h.value),
+        ) else {
+            return Head::Other;
+        };
+        if name == header::TRANSFER_ENCODING
+            || name == header::UPGRADE
+            || name == header::CONTENT_LENGTH && value.as_bytes().trim_ascii() != b"0"
+        {
+            // A body, or a protocol switch: hyper's business.
+            return Head::Other;
+        }
+        if name == header::CONNECTION {
+            close |= has_token(h.value, b"close");
+        }
+        req.headers_mut().append(name, value);
+    }
+    Head::Lean {
+        req: Box::new(req),
+        close,
+        len,
+    }
+}
+
+/// Whether a comma-separated header value has `token` (ASCII
+/// case-insensitive).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Reads what is available (up to [`READ`] bytes) and appends it to `buf`.
+/// The read goes through a local array, not the caller's buffer, so that a
+/// connection waiting for bytes holds no buffer at all; `buf` grows only by
+/// what arrived.
+async fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    loop {
+        stream.readable().await?;
+        let mut chunk = [0u8; READ];
+        match stream.try_read(&mut chunk) {
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Resolves when the client has gone (end of stream or an error) while its
+/// request is answered. What it sends meanwhile is the next request
+/// (pipelining): it is kept in `pending`, up to `max` bytes, after which
+/// reading stops until the response is done.
+async fn gone(stream: &TcpStream, pending: &mut BytesMut, max: usize) {
+    loop {
+        if pending.len() >= max {
+            return std::future::pending().await;
+        }
+        match read_some(stream, pending).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Writes `res`: the head, then the body with its length when it is known
+/// (one write for head and body), chunked when it is a stream (the head
+/// goes out with the first frame if that one is ready, then one write per
+/// frame). Fails when the client has gone.
+async fn respond(
+    stream: &TcpStream,
+    res: Response<Body>,
+    head_only: bool,
+    close: bool,
+    pending: &mut BytesMut,
+    max: usize,
+) -> io::Result<()> {
+    let (parts, mut body) = res.into_parts();
+    let bodiless = head_only
+        || parts.status.is_informational()
+        || parts.status == StatusCode::NO_CONTENT
+        || parts.status == StatusCode::NOT_MODIFIED;
+    let length = body.size_hint().exact();
+    let mut out = head(&parts, length, close, bodiless && !head_only);
+    if bodiless {
+        return write(stream, &out).await;
+    }
+    if length.is_some() {
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.unwrap_or_else(|e| match e {}).into_data() else {
+                continue;
+            };
+            out.extend_from_slice(&data);
+        }
+        return write(stream, &out).await;
+    }
+    let mut first = body.frame().now_or_never();
+    if first.is_none() {
+        write(stream, &out).await?;
+        out.clear();
+    }
+    loop {
+        let frame = match first.take() {
+            Some(f) => f,
+            None => tokio::select! {
+                f = body.frame() => f,
+                () = gone(stream, pending, max) => return Err(io::ErrorKind::ConnectionAborted.into()),
+            },
+        };
+        let Some(frame) = frame else { break };
+        let Ok(data) = frame.unwrap_or_else(|e| match e {}).into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        out.extend_from_slice(&data);
+        out.extend_from_slice(b"\r\n");
+        write(stream, &out).await?;
+        out = Vec::new();
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    write(stream, &out).await
+}
+
+/// The response head. The framing headers are this path's own: whatever
+/// the service set for them is replaced.
+fn head(
+    parts: &http::response::Parts,
+    length: Option<u64>,
+    close: bool,
+    no_length: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        if name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || name == header::CONNECTION
+        {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match (no_length, length) {
+        (true, _) => {}
+        (false, Some(n)) => out.extend_from_slice(format!("content-length: {n}\r\n").as_bytes()),
+        (false, None) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"date: ");
+    out.extend_from_slice(httpdate::fmt_http_date(SystemTime::now()).as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    out
+}
+
+async fn write(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A connection whose first bytes were already read: they are read again
+/// first, then the stream itself.
+pub(crate) struct Rewind {
+    prefix: Bytes,
+    inner: TcpStream,
+}
+
+impl Rewind {
+    pub(crate) fn new(inner: TcpStream, prefix: Bytes) -> Self {
+        Rewind { prefix, inner }
+    }
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.prefix.is_empty() {
+            return Pin::new(&mut self.inner).poll_read(cx, buf);
+        }
+        let n = self.prefix.len().min(buf.remaining());
+        buf.put_slice(&self.prefix[..n]);
+        self.prefix.advance(n);
+        if self.prefix.is_empty() {
+            // Free the buffer the prefix was read into.
+            self.prefix = Bytes::new();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
