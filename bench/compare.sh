@@ -2,7 +2,9 @@
 # bench/compare.sh: herald side by side with nchan and Pushpin on this
 # machine, same scenarios, same client (herald-bench); writes
 # docs/benchmarks.md (bench/intro.md, then the machine, the exact
-# commands and the tables). Server pinned to one core, load generator to
+# commands and the tables, then bench/analysis.md: the reading of a run,
+# written by hand, which a rerun does not update). Server pinned to one
+# core, load generator to
 # the other. Loopback only. About 15-20 minutes on 2 cores.
 #
 # Env: SYSTEMS ("herald nchan pushpin"), FANOUT_N (10000), IDLE_N (19000),
@@ -89,6 +91,8 @@ for sys in $SYSTEMS; do
   start "$sys"
   for t in ws sse; do
     bench fanout --transport "$t" --subscribers "$FANOUT_N" --rate 0 --duration "$DURATION"
+    # the same load for every system, to compare latency at equal work
+    bench fanout --transport "$t" --subscribers "$FANOUT_N" --rate 5 --duration "$DURATION"
   done
   bench fanout --transport longpoll --subscribers "$POLL_N" --rate 0 --duration "$DURATION"
   bench fanout --transport poll --subscribers "$POLL_N" --rate 10 --poll-interval-ms 100 --duration "$DURATION"
@@ -146,6 +150,10 @@ log "writing $OUT (comparison took ${elapsed}s)"
   echo "### Every run"
   echo
   "$bench_bin" report "$results"
+  if [ -f bench/analysis.md ]; then
+    echo
+    cat bench/analysis.md
+  fi
 } >"$OUT"
 cp "$results" "${OUT%.md}.jsonl"
 log "done: $OUT, raw results in ${OUT%.md}.jsonl"
