@@ -4,8 +4,8 @@
 # docs/benchmarks.md (bench/intro.md, then the machine, the exact
 # commands and the tables, then bench/analysis.md: the reading of a run,
 # written by hand, which a rerun does not update). Server pinned to one
-# core, load generator to
-# the other. Loopback only. About 15-20 minutes on 2 cores.
+# core, load generator to the other. Loopback only. About 20 minutes on 2
+# cores.
 #
 # Env: SYSTEMS ("herald nchan pushpin"), FANOUT_N (10000), IDLE_N (19000),
 # HERD_N (10000), POLL_N (1000), DURATION (10), SERVER_CPU (0),
