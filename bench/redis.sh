@@ -5,8 +5,9 @@
 # docs/benchmarks.md; run it after bench/compare.sh. About 3 minutes.
 #
 # Runs: fan-out over WebSocket to FANOUT_N subscribers with the memory
-# engine; the same with the Redis engine, subscribers on instance B and every
-# publish through instance A (so every delivery crosses Redis); publish
+# engine; the same with the Redis engine, subscribers split evenly over
+# instances A and B and every publish through A (so half the deliveries
+# cross Redis to another instance, and all of them go through it); publish
 # throughput (single messages, no subscribers) through the memory engine,
 # through one Redis instance, and through two Redis instances at once.
 # Server side (redis-server and herald) on SERVER_CPU, load on CLIENT_CPU.
@@ -89,7 +90,7 @@ stop_tree
 
 log "redis engine"
 start_tree redis
-bench herald-redis fanout --transport ws --subscribers "$FANOUT_N" --rate 0 --duration "$DURATION" --sub "$B_PUB" --pub "$A_INT"
+bench herald-redis fanout --transport ws --subscribers "$FANOUT_N" --rate 0 --duration "$DURATION" --sub "$A_PUB" --also-sub "$B_PUB" --pub "$A_INT"
 bench herald-redis publish --transport ws --subscribers 0 --batch 1 --duration "$DURATION" --sub "$A_PUB" --pub "$A_INT"
 # Two instances at once: two publish runs in parallel, one per instance.
 log "herald-redis-2: two publish runs at once"
@@ -113,8 +114,8 @@ section=$work/section.md
   echo
   echo "Run of $(date -u '+%Y-%m-%d %H:%M UTC'), herald $(git rev-parse --short HEAD), by \`bench/redis.sh\`"
   echo "(FANOUT_N=$FANOUT_N DURATION=$DURATION). \`herald\` is the memory engine; \`herald-redis\` is two"
-  echo "instances on one Redis with subscribers on B and publishes through A, so every"
-  echo "delivery crosses Redis; \`herald-redis-2(a)\`/\`(b)\` are two publish runs at once, one per"
+  echo "instances on one Redis with the subscribers split evenly over A and B and every"
+  echo "publish through A; \`herald-redis-2(a)\`/\`(b)\` are two publish runs at once, one per"
   echo "instance (their sum is the two-instance publish rate). CPU and memory are summed over"
   echo "the server-side process tree (redis-server and both instances). The ratio table"
   echo "divides the memory engine's figures by the Redis engine's."

@@ -124,6 +124,11 @@ struct CommonArgs {
     /// Subscriber address [default: the system's usual one].
     #[arg(long)]
     sub: Option<SocketAddr>,
+    /// Another subscriber address (repeatable): subscribers are spread
+    /// round-robin over `--sub` and these, for several instances of one
+    /// gateway (fanout, publish and churn; not idle).
+    #[arg(long = "also-sub")]
+    also_sub: Vec<SocketAddr>,
     /// Publish address [default: the system's usual one].
     #[arg(long = "pub")]
     publish: Option<SocketAddr>,
@@ -196,6 +201,11 @@ impl CommonArgs {
             _ => Mem::Pss,
         });
         let mut c = Common::new(target, self.transport);
+        for &a in &self.also_sub {
+            // Checked like the main addresses: loopback only.
+            Target::new(self.system, a, target.publish)?;
+        }
+        c.also_sub = self.also_sub.clone();
         c.subscribers = self.subscribers;
         c.channels = self.channels.max(1);
         c.settle = Duration::from_secs_f64(self.settle);

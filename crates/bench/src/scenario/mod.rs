@@ -14,6 +14,7 @@ pub mod publish;
 
 use std::{
     future::Future,
+    net::SocketAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -34,6 +35,10 @@ use crate::{Error, Probe, Target, Transport, net, subscriber::Spec};
 pub struct Common {
     /// The gateway.
     pub target: Target,
+    /// More subscriber addresses (other instances of the gateway):
+    /// subscriber `i` connects to `target.sub` when `i % (n + 1)` is 0, else
+    /// to `also_sub[i % (n + 1) - 1]`.
+    pub also_sub: Vec<SocketAddr>,
     /// Subscriber transport.
     pub transport: Transport,
     /// Subscribers (connections), in total.
@@ -68,6 +73,7 @@ impl Common {
     pub fn new(target: Target, transport: Transport) -> Common {
         Common {
             target,
+            also_sub: Vec::new(),
             transport,
             subscribers: 100,
             channels: 1,
@@ -84,11 +90,15 @@ impl Common {
 
     /// The spec of subscriber `i` (global index, for the source address).
     pub(crate) fn spec(&self, i: usize, channel: Arc<str>, requests: &Arc<AtomicU64>) -> Spec {
+        let mut target = self.target;
+        if let Some(k) = (i % (self.also_sub.len() + 1)).checked_sub(1) {
+            target.sub = self.also_sub[k];
+        }
         Spec {
-            target: self.target,
+            target,
             transport: self.transport,
             channel,
-            from: net::source(self.target.sub, i, self.spread),
+            from: net::source(target.sub, i, self.spread),
             poll_interval: self.poll_interval,
             hold_secs: self.hold_secs,
             requests: Some(requests.clone()),
