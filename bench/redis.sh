@@ -2,7 +2,8 @@
 # bench/redis.sh: what the Redis engine costs against the memory engine,
 # measured side by side in one run with the same client (herald-bench).
 # Appends (or replaces) the section "## The Redis engine" of
-# docs/benchmarks.md; run it after bench/compare.sh. About 3 minutes.
+# docs/benchmarks.md (the tables, then bench/redis-analysis.md, the reading
+# of a run written by hand); run it after bench/compare.sh. About 3 minutes.
 #
 # Runs: fan-out over WebSocket to FANOUT_N subscribers with the memory
 # engine; the same with the Redis engine, subscribers split evenly over
@@ -125,6 +126,10 @@ section=$work/section.md
   echo '```'
   echo
   "$bench_bin" report "$work/results.jsonl" | sed 's/^## /### /; s/^### Ratios herald \/ peer/### Ratios memory engine \/ Redis engine/'
+  if [ -f bench/redis-analysis.md ]; then
+    echo
+    cat bench/redis-analysis.md
+  fi
 } >"$section"
 
 # Replace the section if an earlier run wrote one, else append it.
