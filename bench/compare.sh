@@ -98,6 +98,10 @@ for sys in $SYSTEMS; do
   bench fanout --transport poll --subscribers "$POLL_N" --rate 10 --poll-interval-ms 100 --duration "$DURATION"
   # the 304 path: pollers asking back to back, almost nothing published
   bench fanout --transport poll --subscribers 64 --rate 1 --poll-interval-ms 0 --duration "$DURATION"
+  # idle memory from a fresh server: after the fan-outs, freed memory in the
+  # allocator would absorb part of the growth and flatter the figure
+  stop "$sys"
+  start "$sys"
   for t in ws sse longpoll; do
     bench idle --transport "$t" --subscribers "$IDLE_N" --hold 300 --timeout 60
   done
