@@ -21,7 +21,7 @@
 
 use std::{
     convert::Infallible,
-    io,
+    io::{self, Write as _},
     pin::Pin,
     task::{Context, Poll},
     time::{Duration, SystemTime},
@@ -50,11 +50,17 @@ const MAX_HEADERS: usize = 64;
 /// The most one read takes.
 const READ: usize = 2048;
 
-/// What the lean path needs to know.
-pub(crate) struct Lean {
+/// What the lean path serves: the held routes, through this service.
+pub(crate) struct Routes {
     pub service: LeanService,
     /// Whether a path is one of the held routes.
     pub held: fn(&str) -> bool,
+}
+
+/// The lean path of one listener: its routes and the connection limits it
+/// shares with hyper's path.
+pub(crate) struct Lean {
+    pub routes: Routes,
     /// The largest request head (hyper answers 431 beyond it).
     pub max_head: usize,
     /// Time to receive a whole head, counted from when the connection is
@@ -94,7 +100,7 @@ pub(crate) async fn serve(stream: TcpStream, lean: &Lean, stop: &CancellationTok
         };
         let head_only = req.method() == Method::HEAD;
         let res = tokio::select! {
-            res = lean.service.clone().oneshot(req) => match res { Ok(r) => r, Err(e) => match e {} },
+            res = lean.routes.service.clone().oneshot(req) => match res { Ok(r) => r, Err(e) => match e {} },
             () = gone(&stream, &mut buf, lean.max_head) => return Outcome::Closed,
         };
         if respond(&stream, res, head_only, close, &mut buf, lean.max_head)
@@ -156,7 +162,7 @@ fn parse(buf: &[u8], lean: &Lean) -> Head {
         Some("HEAD") => Method::HEAD,
         _ => return Head::Other,
     };
-    let Some(path) = head.path.filter(|p| (lean.held)(p)) else {
+    let Some(path) = head.path.filter(|p| (lean.routes.held)(p)) else {
         return Head::Other;
     };
     if head.version != Some(1) {
@@ -289,7 +295,7 @@ async fn respond(
         if data.is_empty() {
             continue;
         }
-        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        let _ = write!(out, "{:x}\r\n", data.len());
         out.extend_from_slice(&data);
         out.extend_from_slice(b"\r\n");
         write(stream, &out).await?;
@@ -327,7 +333,9 @@ fn head(
     }
     match (no_length, length) {
         (true, _) => {}
-        (false, Some(n)) => out.extend_from_slice(format!("content-length: {n}\r\n").as_bytes()),
+        (false, Some(n)) => {
+            let _ = write!(out, "content-length: {n}\r\n");
+        }
         (false, None) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
     if close {

@@ -192,12 +192,10 @@ pub async fn run(
         max_connections: config.max_connections,
         header_read_timeout: config.header_read_timeout,
     };
-    let lean = Arc::new(lean::Lean {
+    let lean = lean::Routes {
         service: herald.public_service(),
         held: public::held,
-        max_head: serve::MAX_HEAD,
-        header_read_timeout: config.header_read_timeout,
-    });
+    };
     tokio::select! {
         () = serve::accept(public, herald.public_service(), Some(lean), limits(), &graceful, stop.clone()) => {}
         () = serve::accept(internal, herald.internal_service(), None, limits(), &graceful, stop.clone()) => {}

@@ -25,7 +25,7 @@ use tower::util::BoxCloneSyncService;
 use crate::lean::{self, Lean, Outcome, Rewind};
 
 /// The largest request head, on both paths.
-pub(crate) const MAX_HEAD: usize = 16 * 1024;
+const MAX_HEAD: usize = 16 * 1024;
 
 /// Per-listener connection settings.
 pub(crate) struct ConnLimits {
@@ -40,7 +40,7 @@ pub(crate) struct ConnLimits {
 pub(crate) async fn accept(
     listener: TcpListener,
     service: BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible>,
-    lean: Option<Arc<Lean>>,
+    lean: Option<lean::Routes>,
     limits: ConnLimits,
     graceful: &GracefulShutdown,
     stop: CancellationToken,
@@ -61,6 +61,13 @@ pub(crate) async fn accept(
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .keep_alive_timeout(Duration::from_secs(20));
     let builder = Arc::new(builder);
+    let lean = lean.map(|routes| {
+        Arc::new(Lean {
+            routes,
+            max_head: MAX_HEAD,
+            header_read_timeout: limits.header_read_timeout,
+        })
+    });
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let permit = tokio::select! {
