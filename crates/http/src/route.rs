@@ -56,6 +56,9 @@ enum Tail {
     Any,
 }
 
+/// Builds a route from the segment after its first one.
+type Make = for<'a> fn(Option<&'a str>) -> Route<'a>;
+
 /// One path of one or both listeners, and what each method there is.
 struct Path {
     on: &'static [Listener],
@@ -63,7 +66,7 @@ struct Path {
     tail: Tail,
     /// The `Allow` header of a 405 on this path.
     allow: &'static str,
-    methods: &'static [(Method, for<'a> fn(Option<&'a str>) -> Route<'a>)],
+    methods: &'static [(Method, Make)],
 }
 
 const BOTH: &[Listener] = &[Listener::Public, Listener::Internal];
@@ -168,24 +171,56 @@ mod tests {
     #[test]
     fn public_routes() {
         assert_eq!(parse(Public, Method::GET, "/healthz"), Ok(Route::Health));
-        assert_eq!(parse(Public, Method::HEAD, "/poll/a,b"), Ok(Route::Poll("a,b")));
-        assert_eq!(parse(Public, Method::GET, "/longpoll/a"), Ok(Route::LongPoll("a")));
+        assert_eq!(
+            parse(Public, Method::HEAD, "/poll/a,b"),
+            Ok(Route::Poll("a,b"))
+        );
+        assert_eq!(
+            parse(Public, Method::GET, "/longpoll/a"),
+            Ok(Route::LongPoll("a"))
+        );
         assert_eq!(parse(Public, Method::GET, "/sse/"), Ok(Route::Sse("")));
         assert_eq!(parse(Public, Method::GET, "/ws"), Ok(Route::Ws(None)));
-        assert_eq!(parse(Public, Method::GET, "/ws/a"), Ok(Route::Ws(Some("a"))));
+        assert_eq!(
+            parse(Public, Method::GET, "/ws/a"),
+            Ok(Route::Ws(Some("a")))
+        );
         let get_head = Some("GET, HEAD".to_string());
-        assert_eq!(parse(Public, Method::HEAD, "/ws"), Err((405, get_head.clone())));
+        assert_eq!(
+            parse(Public, Method::HEAD, "/ws"),
+            Err((405, get_head.clone()))
+        );
         assert_eq!(parse(Public, Method::POST, "/sse/a"), Err((405, get_head)));
-        for missing in ["/", "/poll", "/healthz/", "/publish/a", "/channels/a", "/nope"] {
-            assert_eq!(parse(Public, Method::GET, missing), Err((404, None)), "{missing}");
+        for missing in [
+            "/",
+            "/poll",
+            "/healthz/",
+            "/publish/a",
+            "/channels/a",
+            "/nope",
+        ] {
+            assert_eq!(
+                parse(Public, Method::GET, missing),
+                Err((404, None)),
+                "{missing}"
+            );
         }
     }
 
     #[test]
     fn internal_routes() {
-        assert_eq!(parse(Internal, Method::POST, "/publish/a"), Ok(Route::Publish("a")));
-        assert_eq!(parse(Internal, Method::POST, "/publish"), Ok(Route::PublishBatch));
-        assert_eq!(parse(Internal, Method::GET, "/channels/a"), Ok(Route::ChannelInfo("a")));
+        assert_eq!(
+            parse(Internal, Method::POST, "/publish/a"),
+            Ok(Route::Publish("a"))
+        );
+        assert_eq!(
+            parse(Internal, Method::POST, "/publish"),
+            Ok(Route::PublishBatch)
+        );
+        assert_eq!(
+            parse(Internal, Method::GET, "/channels/a"),
+            Ok(Route::ChannelInfo("a"))
+        );
         assert_eq!(
             parse(Internal, Method::DELETE, "/channels/a"),
             Ok(Route::DeleteChannel("a"))
@@ -200,7 +235,11 @@ mod tests {
             Err((405, Some("GET, DELETE".into())))
         );
         for missing in ["/channels", "/poll/a", "/ws", "/"] {
-            assert_eq!(parse(Internal, Method::GET, missing), Err((404, None)), "{missing}");
+            assert_eq!(
+                parse(Internal, Method::GET, missing),
+                Err((404, None)),
+                "{missing}"
+            );
         }
     }
 

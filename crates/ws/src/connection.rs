@@ -199,10 +199,7 @@ where
     async fn on_message(&mut self, m: WsMessage) -> Result<(), End> {
         match m {
             WsMessage::Text(text) => self.on_text(text.as_str()).await,
-            WsMessage::Binary(_) => self.refuse(
-                None,
-                Error::from(Code::BinaryNotSupported),
-            ),
+            WsMessage::Binary(_) => self.refuse(None, Error::from(Code::BinaryNotSupported)),
             WsMessage::Ping(_) => {
                 // tungstenite queued the pong; make sure it leaves.
                 self.flushing = true;

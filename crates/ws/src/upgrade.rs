@@ -242,7 +242,11 @@ mod tests {
             ),
         ] {
             let e = accept_key(&headers(&h)).unwrap_err();
-            assert_eq!((e.status().as_u16(), e.code().as_str()), (400, code), "{h:?}");
+            assert_eq!(
+                (e.status().as_u16(), e.code().as_str()),
+                (400, code),
+                "{h:?}"
+            );
         }
     }
 
