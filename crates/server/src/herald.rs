@@ -185,3 +185,19 @@ impl Herald {
         self.inner.tasks.wait().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn new_refuses_an_engine_it_would_not_run() {
+        let redis = Config {
+            engine: EngineKind::Redis,
+            ..Config::default()
+        };
+        let e = Herald::new(redis).err().expect("refused");
+        assert!(e.to_string().contains("engine"), "{e}");
+        assert!(Herald::new(Config::default()).is_ok());
+    }
+}
