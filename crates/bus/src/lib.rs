@@ -17,15 +17,19 @@
 
 mod bus;
 mod channel;
+mod clock;
 mod cursor;
 mod engine;
 mod error;
 mod memory;
 mod message;
 mod subscription;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use bus::{Bus, Published};
 pub use channel::{ChannelName, EventName, RESERVED_EVENT_PREFIX};
+pub use clock::{Clock, ManualClock};
 pub use cursor::Cursor;
 pub use engine::{ChannelInfo, Engine, Health, Page, Signal, Watch};
 pub use error::Error;

@@ -17,7 +17,7 @@ use std::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -99,12 +99,15 @@ struct Remote {
 impl RedisEngine {
     /// Connects to Redis, reads (or creates) the epoch, opens the pub/sub
     /// connection and starts the background tasks on the current tokio
-    /// runtime. `bounds` are the history limits, enforced in Redis.
+    /// runtime. `history` is the bus's one engine configuration (bounds,
+    /// enforced in Redis, and clock), as [`MemoryEngine::new`] takes it.
+    ///
+    /// [`MemoryEngine::new`]: herald_bus::MemoryEngine::new
     ///
     /// Fails with [`Error::InvalidUrl`] or, when Redis does not answer
     /// within the configured timeout, [`Error::Unreachable`]: a gateway
     /// should not start on a store it cannot reach.
-    pub async fn connect(config: &Config, bounds: herald_bus::Config) -> Result<Self, Error> {
+    pub async fn connect(config: &Config, history: herald_bus::Config) -> Result<Self, Error> {
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| Error::InvalidUrl(e.to_string()))?;
         let manager = ConnectionManagerConfig::new()
@@ -127,7 +130,7 @@ impl RedisEngine {
             conn,
             keys: Keys::new(&config.prefix),
             scripts: Scripts::new(),
-            bounds,
+            bounds: history,
             epoch: AtomicU64::new(0),
             commands_down: Mutex::new(None),
             pubsub_down: Mutex::new(None),
@@ -349,6 +352,7 @@ impl Shared {
             .arg(b.max_bytes)
             .arg(age)
             .arg(age.max(1))
+            .arg(script::clock_arg(&b.clock))
             .arg(channels.len());
         for c in &channels {
             call.arg(keys.notify(c));
@@ -380,7 +384,8 @@ impl Shared {
 
     /// Reads from the local cache if it covers `after`.
     fn cached(&self, channel: &ChannelName, after: u64, limit: usize) -> Option<Page> {
-        let min_time = now_millis().saturating_sub(self.bounds.max_age.as_millis() as u64);
+        let now = self.bounds.clock.now_millis();
+        let min_time = now.saturating_sub(self.bounds.max_age.as_millis() as u64);
         self.lock()
             .get_mut(channel)?
             .recent
@@ -408,6 +413,7 @@ impl Shared {
             .arg(b.max_messages)
             .arg(b.max_bytes)
             .arg(b.max_age.as_millis() as u64)
+            .arg(script::clock_arg(&b.clock))
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(|e| self.failed(&e))?;
@@ -649,10 +655,4 @@ async fn monitor(shared: Arc<Shared>, interval: Duration) {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
