@@ -468,18 +468,6 @@ mod tests {
         assert_eq!(after.messages[0].id, msgs[4].id);
     }
 
-    #[tokio::test]
-    async fn history_is_bounded_by_bytes() {
-        let e = engine(100, 3 * (64 + 10), Duration::from_secs(60));
-        let c = ChannelName::new("c").unwrap();
-        e.publish((0..5).map(|_| draft("c", "0123456789")).collect())
-            .await
-            .unwrap();
-        let info = e.info(&c).await.unwrap();
-        assert_eq!(info.retained, 3);
-        assert!(info.bytes <= 3 * 74);
-    }
-
     #[tokio::test(start_paused = true)]
     async fn history_is_bounded_by_age_and_dead_channels_are_dropped() {
         let clock = crate::ManualClock::new();

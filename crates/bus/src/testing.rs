@@ -82,6 +82,8 @@ macro_rules! contract_tests {
     };
     (@all $factory:expr, $time:tt) => {
         $crate::contract_tests!(@each $factory, $time, [
+            history_is_bounded_by_bytes,
+            a_publish_is_visible_to_the_next_read_on_the_same_bus,
             subscribers_see_every_message_once_in_order_amid_interleaved_reads,
             reading_from_now_returns_nothing_and_its_cursor_resumes_exactly_after,
             start_last_returns_the_n_most_recent_retained_per_channel_without_a_gap,
@@ -327,6 +329,25 @@ pub async fn a_concurrent_publisher_and_subscriber_agree_on_the_sequence(f: &dyn
     assert_eq!(received.len(), published.len());
     assert_strictly_increasing(&published);
     assert_eq!(keys(&received), keys(&published));
+}
+
+/// A stored message is visible to the very next read on the same bus, also
+/// while the channel has subscribers (whose engine may cache what they are
+/// notified of, and be notified after the publish answered).
+pub async fn a_publish_is_visible_to_the_next_read_on_the_same_bus(f: &dyn Factory) {
+    let bus = f.bus(Config::default()).await;
+    let c = ch("visible");
+    let mut sub = bus.subscribe(from_ref(&c), &Start::Now).await.unwrap();
+    let mut cursor = cursor_now(&bus, from_ref(&c)).await;
+    for _ in 0..50 {
+        let sent = publish_messages(&bus, &c, 1).await;
+        let batch = read(&bus, from_ref(&c), Start::From(cursor)).await;
+        assert_no_gap(&batch);
+        assert_eq!(keys(&batch.messages), keys(&sent));
+        cursor = batch.cursor;
+        let batch = next(&mut sub, 10).await;
+        assert_eq!(keys(&batch.messages), keys(&sent));
+    }
 }
 
 // ---- starting points ---------------------------------------------------------
@@ -925,6 +946,26 @@ pub async fn channel_info_counts_live_subscriptions(f: &dyn Factory) {
     assert_eq!((subscribers(&a).await, subscribers(&b).await), (1, 1));
     drop(two);
     assert_eq!((subscribers(&a).await, subscribers(&b).await), (0, 0));
+}
+
+/// The byte bound holds like the count bound: the oldest messages go first,
+/// and the retained bytes are counted as [`Message::size`] says.
+pub async fn history_is_bounded_by_bytes(f: &dyn Factory) {
+    let bus = f
+        .bus(Config {
+            max_bytes: 3 * (64 + 10),
+            ..Config::default()
+        })
+        .await;
+    let c = ch("bytes");
+    let drafts = (0..5).map(|i| draft(&c, &format!("{i:010}"))).collect();
+    let sent = bus.publish(drafts).await.unwrap();
+    let info = bus.info(&c).await.unwrap();
+    assert_eq!((info.retained, info.bytes), (3, 3 * 74));
+    assert_eq!(info.first_id, Some(sent[2].message.id));
+    let batch = read(&bus, from_ref(&c), Start::Last(10)).await;
+    let sent: Vec<_> = sent.into_iter().map(|p| p.message).collect();
+    assert_eq!(keys(&batch.messages), keys(&sent[2..]));
 }
 
 // ---- slow subscribers and memory -------------------------------------------------------

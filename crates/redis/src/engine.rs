@@ -88,6 +88,10 @@ struct Local {
     /// Live watches (the channel's local subscriber count).
     watchers: usize,
     recent: Recent,
+    /// The newest id this instance published here. The cache serves reads
+    /// only once it holds it, so that a publish is visible to the next read
+    /// on the same instance even before its notification comes back.
+    published: u64,
 }
 
 /// What a remote read found, with the byte count the info endpoint needs.
@@ -302,6 +306,7 @@ impl Shared {
     pub(crate) fn reset_all(&self) {
         for local in self.lock().values_mut() {
             local.recent.clear();
+            local.published = 0;
             local.tx.send_modify(|_| {});
         }
     }
@@ -374,22 +379,37 @@ impl Shared {
                 "redis: publish script answered a wrong id count".into(),
             ));
         }
-        Ok(drafts
+        let messages: Vec<_> = drafts
             .into_iter()
             .zip(ids)
             .zip(first + 1..)
             .map(|((d, id), order)| Arc::new(Message::new(d, id, time, epoch).with_order(order)))
-            .collect())
+            .collect();
+        self.published(&messages);
+        Ok(messages)
     }
 
-    /// Reads from the local cache if it covers `after`.
+    /// Reads from the local cache if it covers `after` and holds everything
+    /// this instance published to the channel.
     fn cached(&self, channel: &ChannelName, after: u64, limit: usize) -> Option<Page> {
         let now = self.bounds.clock.now_millis();
         let min_time = now.saturating_sub(self.bounds.max_age.as_millis() as u64);
-        self.lock()
-            .get_mut(channel)?
-            .recent
-            .page(after, limit, min_time)
+        let mut map = self.lock();
+        let local = map.get_mut(channel)?;
+        if local.recent.last()? < local.published {
+            return None;
+        }
+        local.recent.page(after, limit, min_time)
+    }
+
+    /// Notes the ids this instance just published, for [`Shared::cached`].
+    fn published(&self, messages: &[Arc<Message>]) {
+        let mut map = self.lock();
+        for m in messages {
+            if let Some(local) = map.get_mut(&m.channel) {
+                local.published = local.published.max(m.id);
+            }
+        }
     }
 
     async fn read_remote(
@@ -458,6 +478,7 @@ impl Shared {
                 tx: watch::Sender::new(Signal::default()),
                 watchers: 0,
                 recent: Recent::default(),
+                published: 0,
             }
         });
         local.watchers += 1;
