@@ -231,7 +231,7 @@ async fn assert_pending(sub: &mut Subscription) {
 
 // ---- order -----------------------------------------------------------------
 
-/// Contract: Subscribers see every message once in order amid interleaved reads.
+/// Subscribers see every message once in order amid interleaved reads.
 pub async fn subscribers_see_every_message_once_in_order_amid_interleaved_reads(f: &dyn Factory) {
     let bus = f.bus(Config::default()).await;
     let c = ch("orders");
@@ -291,7 +291,7 @@ pub async fn subscribers_see_every_message_once_in_order_amid_interleaved_reads(
     assert_pending(&mut sub).await;
 }
 
-/// Contract: A concurrent publisher and subscriber agree on the sequence.
+/// A concurrent publisher and subscriber agree on the sequence.
 pub async fn a_concurrent_publisher_and_subscriber_agree_on_the_sequence(f: &dyn Factory) {
     let bus = f.bus(config(1000)).await;
     let c = ch("race");
@@ -352,7 +352,7 @@ pub async fn a_publish_is_visible_to_the_next_read_on_the_same_bus(f: &dyn Facto
 
 // ---- starting points ---------------------------------------------------------
 
-/// Contract: Reading from now returns nothing and its cursor resumes exactly after.
+/// Reading from now returns nothing and its cursor resumes exactly after.
 pub async fn reading_from_now_returns_nothing_and_its_cursor_resumes_exactly_after(
     f: &dyn Factory,
 ) {
@@ -394,7 +394,7 @@ pub async fn reading_from_now_returns_nothing_and_its_cursor_resumes_exactly_aft
     assert_eq!(keys(&batch.messages), keys(&first));
 }
 
-/// Contract: Start last returns the n most recent retained per channel without a gap.
+/// Start last returns the n most recent retained per channel without a gap.
 pub async fn start_last_returns_the_n_most_recent_retained_per_channel_without_a_gap(
     f: &dyn Factory,
 ) {
@@ -441,7 +441,7 @@ pub async fn start_last_returns_the_n_most_recent_retained_per_channel_without_a
 
 // ---- gaps ------------------------------------------------------------------
 
-/// Contract: A cursor older than the retained history gets what is retained and one gap.
+/// A cursor older than the retained history gets what is retained and one gap.
 pub async fn a_cursor_older_than_the_retained_history_gets_what_is_retained_and_one_gap(
     f: &dyn Factory,
 ) {
@@ -492,7 +492,7 @@ pub async fn a_cursor_older_than_the_retained_history_gets_what_is_retained_and_
     assert_eq!(keys(&batch.messages), keys(&on_c2[50..]));
 }
 
-/// Contract: A cursor from another epoch replays everything retained with a gap.
+/// A cursor from another epoch replays everything retained with a gap.
 pub async fn a_cursor_from_another_epoch_replays_everything_retained_with_a_gap(f: &dyn Factory) {
     let old = f.bus(config(100)).await;
     let new = f.bus(config(100)).await;
@@ -535,7 +535,7 @@ pub async fn a_cursor_from_another_epoch_replays_everything_retained_with_a_gap(
     assert_pending(&mut sub).await;
 }
 
-/// Contract: A foreign position inside the current id range is not trusted.
+/// A foreign position inside the current id range is not trusted.
 pub async fn a_foreign_position_inside_the_current_id_range_is_not_trusted(f: &dyn Factory) {
     // Ids start at the wall clock in microseconds, so a foreign cursor's
     // position usually lies outside this store's ids and would look like a
@@ -570,7 +570,7 @@ pub async fn a_foreign_position_inside_the_current_id_range_is_not_trusted(f: &d
     assert_eq!(keys(&batch.messages), keys(&on_new));
 }
 
-/// Contract: Malformed cursor text is an invalid cursor error.
+/// Malformed cursor text is an invalid cursor error.
 pub async fn malformed_cursor_text_is_an_invalid_cursor_error(f: &dyn Factory) {
     // A well-formed cursor naming one channel, to damage below.
     let bus = f.bus(Config::default()).await;
@@ -606,7 +606,7 @@ pub async fn malformed_cursor_text_is_an_invalid_cursor_error(f: &dyn Factory) {
 
 // ---- several channels -----------------------------------------------------------
 
-/// Contract: One cursor resumes several channels each in its own order.
+/// One cursor resumes several channels each in its own order.
 pub async fn one_cursor_resumes_several_channels_each_in_its_own_order(f: &dyn Factory) {
     let bus = f.bus(config(100)).await;
     let (a, b) = (ch("a"), ch("b"));
@@ -676,7 +676,7 @@ pub async fn one_cursor_resumes_several_channels_each_in_its_own_order(f: &dyn F
     assert_eq!(keys(&resumed.messages), keys(&later_b));
 }
 
-/// Contract: Small limits over several channels lose and repeat nothing.
+/// Small limits over several channels lose and repeat nothing.
 pub async fn small_limits_over_several_channels_lose_and_repeat_nothing(f: &dyn Factory) {
     let bus = f.bus(config(100)).await;
     let (a, b, c) = (ch("a"), ch("b"), ch("c"));
@@ -754,7 +754,7 @@ pub async fn small_limits_over_several_channels_lose_and_repeat_nothing(f: &dyn 
 
 // ---- paging ----------------------------------------------------------------
 
-/// Contract: A long history is read in pages of the limit.
+/// A long history is read in pages of the limit.
 pub async fn a_long_history_is_read_in_pages_of_the_limit(f: &dyn Factory) {
     let bus = f.bus(config(5000)).await;
     let c = ch("pages");
@@ -805,7 +805,7 @@ pub async fn a_long_history_is_read_in_pages_of_the_limit(f: &dyn Factory) {
 
 // ---- waiting and cancellation ------------------------------------------------------
 
-/// Contract: Next waits for a publish and then returns it.
+/// Next waits for a publish and then returns it.
 pub async fn next_waits_for_a_publish_and_then_returns_it(f: &dyn Factory) {
     let bus = f.bus(Config::default()).await;
     let c = ch("wait");
@@ -839,7 +839,7 @@ pub async fn next_waits_for_a_publish_and_then_returns_it(f: &dyn Factory) {
     assert_pending(&mut sub).await;
 }
 
-/// Contract: Dropping a waiting next loses and repeats nothing.
+/// Dropping a waiting next loses and repeats nothing.
 pub async fn dropping_a_waiting_next_loses_and_repeats_nothing(f: &dyn Factory) {
     let bus = f.bus(Config::default()).await;
     let (a, b) = (ch("a"), ch("b"));
@@ -880,7 +880,7 @@ pub async fn dropping_a_waiting_next_loses_and_repeats_nothing(f: &dyn Factory) 
 
 // ---- deletion and subscriber counts -------------------------------------------------
 
-/// Contract: Deleting a channel ends it for subscribers who continue on the others.
+/// Deleting a channel ends it for subscribers who continue on the others.
 pub async fn deleting_a_channel_ends_it_for_subscribers_who_continue_on_the_others(
     f: &dyn Factory,
 ) {
@@ -923,7 +923,7 @@ pub async fn deleting_a_channel_ends_it_for_subscribers_who_continue_on_the_othe
     assert_pending(&mut sub).await;
 }
 
-/// Contract: Channel info counts live subscriptions.
+/// Channel info counts live subscriptions.
 pub async fn channel_info_counts_live_subscriptions(f: &dyn Factory) {
     let bus = f.bus(Config::default()).await;
     let (a, b) = (ch("a"), ch("b"));
@@ -970,7 +970,7 @@ pub async fn history_is_bounded_by_bytes(f: &dyn Factory) {
 
 // ---- slow subscribers and memory -------------------------------------------------------
 
-/// Contract: A slow subscriber gets a gap and the retained history and memory stays bounded.
+/// A slow subscriber gets a gap and the retained history and memory stays bounded.
 pub async fn a_slow_subscriber_gets_a_gap_and_the_retained_history_and_memory_stays_bounded(
     f: &dyn Factory,
 ) {
@@ -1014,7 +1014,7 @@ pub async fn a_slow_subscriber_gets_a_gap_and_the_retained_history_and_memory_st
 
 // ---- adding and removing channels -----------------------------------------------------
 
-/// Contract: A subscription adds and removes channels.
+/// A subscription adds and removes channels.
 pub async fn a_subscription_adds_and_removes_channels(f: &dyn Factory) {
     let bus = f.bus(Config::default()).await;
     let (a, b, c) = (ch("a"), ch("b"), ch("c"));
@@ -1082,7 +1082,7 @@ pub async fn a_subscription_adds_and_removes_channels(f: &dyn Factory) {
 
 // ---- expiry ----
 
-/// Contract: A poller learns of a delete as a gap.
+/// A poller learns of a delete as a gap.
 pub async fn a_poller_learns_of_a_delete_as_a_gap(f: &dyn Factory) {
     let bus = f.bus(Config::default()).await;
     let c = ch("deleted");

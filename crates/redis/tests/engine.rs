@@ -266,6 +266,8 @@ async fn keys_expire_once_nobody_watches_and_the_history_is_old() {
             "herald:order"
         ]
     );
+    // Key expiry is Redis's own timer (PEXPIRE), which no injected clock
+    // moves, so this waits for real.
     // Watched: the messages expire but the id sequence is kept alive.
     sleep(Duration::from_millis(1600)).await;
     assert_eq!(
