@@ -14,6 +14,11 @@
 //! The bus knows nothing of HTTP, sockets or encodings: transports turn
 //! [`Batch`]es into bytes, and may cache one encoding per message with
 //! [`Message::encoded`].
+//!
+//! Message times and ages come from the [`Clock`] in the engine's
+//! [`Config`]: the system clock in production, a [`ManualClock`] in tests.
+//! With the `testing` feature, `herald_bus::testing` holds the contract
+//! every engine is tested against.
 
 mod bus;
 mod channel;

@@ -104,13 +104,11 @@ macro_rules! contract_tests {
             channels_merge_in_publish_order_within_a_millisecond,
             expired_history_is_dropped_and_the_channel_keeps_its_last_id,
             an_expired_channel_still_reports_what_a_returning_client_missed,
+            an_epoch_change_during_a_read_delivers_the_new_messages_once_with_one_gap,
+            a_poll_that_meets_a_new_epoch_answers_it_once_with_a_gap,
         ]);
         $crate::contract_tests!(@each $factory, (flavor = "multi_thread", worker_threads = 4), [
             a_concurrent_publisher_and_subscriber_agree_on_the_sequence,
-        ]);
-        $crate::contract_tests!(@each $factory, (), [
-            an_epoch_change_during_a_read_delivers_the_new_messages_once_with_one_gap,
-            a_poll_that_meets_a_new_epoch_answers_it_once_with_a_gap,
         ]);
     };
     (@each $factory:expr, $time:tt, [$($name:ident,)*]) => {
