@@ -163,6 +163,12 @@ async fn publish_messages(bus: &Bus, channel: &ChannelName, n: usize) -> Vec<Arc
         .collect()
 }
 
+/// Publishes `drafts` in one call and answers the stored messages.
+async fn publish_drafts(bus: &Bus, drafts: Vec<Draft>) -> Vec<Arc<Message>> {
+    let published = bus.publish(drafts).await.expect("publish");
+    published.into_iter().map(|p| p.message).collect()
+}
+
 /// What identifies a delivered message: channel, id and data.
 fn keys(messages: &[Arc<Message>]) -> Vec<(String, u64, String)> {
     messages
@@ -205,6 +211,33 @@ async fn read(bus: &Bus, channels: &[ChannelName], start: Start) -> Batch {
     bus.read(channels, &start, 10_000).await.expect("read")
 }
 
+/// Reads `channels` from `cursor` in pages of `limit`, resuming from each
+/// returned cursor until a page is empty, with no gap; answers the page
+/// sizes and the messages.
+async fn read_pages(
+    bus: &Bus,
+    channels: &[ChannelName],
+    mut cursor: Cursor,
+    limit: usize,
+) -> (Vec<usize>, Vec<Arc<Message>>) {
+    let (mut sizes, mut got) = (Vec::new(), Vec::new());
+    // Bounded, so that a reader that stops advancing fails instead of hanging.
+    for _ in 0..20 {
+        let batch = bus
+            .read(channels, &Start::From(cursor), limit)
+            .await
+            .expect("read");
+        assert_no_gap(&batch);
+        cursor = batch.cursor;
+        if batch.messages.is_empty() {
+            return (sizes, got);
+        }
+        sizes.push(batch.messages.len());
+        got.extend(batch.messages);
+    }
+    panic!("the reader kept finding messages after 20 pages");
+}
+
 /// A cursor at the current end of `channels`.
 async fn cursor_now(bus: &Bus, channels: &[ChannelName]) -> Cursor {
     let batch = read(bus, channels, Start::Now).await;
@@ -217,6 +250,13 @@ async fn next(sub: &mut Subscription, limit: usize) -> Batch {
     timeout(Duration::from_secs(5), sub.next(limit))
         .await
         .expect("Subscription::next should have had something to deliver")
+}
+
+/// The next batch of `sub` holds exactly `expected`, with no gap.
+async fn expect_next(sub: &mut Subscription, limit: usize, expected: &[Arc<Message>]) {
+    let batch = next(sub, limit).await;
+    assert_no_gap(&batch);
+    assert_eq!(keys(&batch.messages), keys(expected));
 }
 
 /// Asserts that `Subscription::next` has nothing to deliver. Dropping the
@@ -427,13 +467,9 @@ pub async fn start_last_returns_the_n_most_recent_retained_per_channel_without_a
 
     // A subscription from Last(n) delivers those n, then what comes next.
     let mut sub = bus.subscribe(from_ref(&a), &Start::Last(2)).await.unwrap();
-    let first = next(&mut sub, 100).await;
-    assert_no_gap(&first);
-    assert_eq!(keys(&first.messages), keys(&on_a[8..]));
+    expect_next(&mut sub, 100, &on_a[8..]).await;
     let newer = publish_messages(&bus, &a, 1).await;
-    let second = next(&mut sub, 100).await;
-    assert_no_gap(&second);
-    assert_eq!(keys(&second.messages), keys(&newer));
+    expect_next(&mut sub, 100, &newer).await;
     assert_pending(&mut sub).await;
 }
 
@@ -615,13 +651,7 @@ pub async fn one_cursor_resumes_several_channels_each_in_its_own_order(f: &dyn F
     let drafts = (0..10)
         .flat_map(|i| [draft(&a, &format!("a{i}")), draft(&b, &format!("b{i}"))])
         .collect();
-    let first: Vec<_> = bus
-        .publish(drafts)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|p| p.message)
-        .collect();
+    let first = publish_drafts(&bus, drafts).await;
     let extra = publish_messages(&bus, &a, 5).await;
     let (sent_a, sent_b) = ([on(&first, &a), extra].concat(), on(&first, &b));
 
@@ -679,7 +709,7 @@ pub async fn small_limits_over_several_channels_lose_and_repeat_nothing(f: &dyn 
     let bus = f.bus(config(100)).await;
     let (a, b, c) = (ch("a"), ch("b"), ch("c"));
     let all = [a.clone(), b.clone(), c.clone()];
-    let mut cursor = cursor_now(&bus, &all).await;
+    let cursor = cursor_now(&bus, &all).await;
     let mut sub = bus.subscribe(&all, &Start::Now).await.unwrap();
 
     let drafts = (0..12)
@@ -691,33 +721,12 @@ pub async fn small_limits_over_several_channels_lose_and_repeat_nothing(f: &dyn 
             d
         })
         .collect();
-    let sent: Vec<_> = bus
-        .publish(drafts)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|p| p.message)
-        .collect();
+    let sent = publish_drafts(&bus, drafts).await;
     let sent_c = publish_messages(&bus, &c, 4).await;
     assert_eq!(sent.len(), 21);
 
     // Through Bus::read, resuming from each returned cursor.
-    let mut got = Vec::new();
-    let mut sizes = Vec::new();
-    // Bounded, so that a reader that stops advancing fails instead of hanging.
-    for _ in 0..20 {
-        let batch = bus
-            .read(&all, &Start::From(cursor.clone()), 4)
-            .await
-            .unwrap();
-        assert_no_gap(&batch);
-        cursor = batch.cursor;
-        if batch.messages.is_empty() {
-            break;
-        }
-        sizes.push(batch.messages.len());
-        got.extend(batch.messages);
-    }
+    let (sizes, got) = read_pages(&bus, &all, cursor, 4).await;
     assert_eq!(sizes, [4, 4, 4, 4, 4, 4, 1]);
     for (channel, expected) in [
         (&a, on(&sent, &a)),
@@ -765,23 +774,7 @@ pub async fn a_long_history_is_read_in_pages_of_the_limit(f: &dyn Factory) {
     assert_eq!(sent.len(), 2500);
     assert_eq!(bus.info(&c).await.unwrap().retained, 2500);
 
-    let mut cursor = start;
-    let mut got = Vec::new();
-    let mut sizes = Vec::new();
-    // Bounded, so that a reader that stops advancing fails instead of hanging.
-    for _ in 0..10 {
-        let batch = bus
-            .read(from_ref(&c), &Start::From(cursor), 1000)
-            .await
-            .unwrap();
-        assert_no_gap(&batch);
-        cursor = batch.cursor;
-        if batch.messages.is_empty() {
-            break;
-        }
-        sizes.push(batch.messages.len());
-        got.extend(batch.messages);
-    }
+    let (sizes, got) = read_pages(&bus, from_ref(&c), start, 1000).await;
     assert_eq!(sizes, [1000, 1000, 500]);
     for w in got.windows(2) {
         assert_eq!(w[1].id, w[0].id + 1, "contiguous ids");
@@ -870,9 +863,7 @@ pub async fn dropping_a_waiting_next_loses_and_repeats_nothing(f: &dyn Factory) 
     // unpolled in between.
     let sent_b = publish_messages(&bus, &b, 3).await;
     drop(sub.next(10));
-    let batch = next(&mut sub, 10).await;
-    assert_no_gap(&batch);
-    assert_eq!(keys(&batch.messages), keys(&sent_b));
+    expect_next(&mut sub, 10, &sent_b).await;
     assert_pending(&mut sub).await;
 }
 
@@ -907,9 +898,7 @@ pub async fn deleting_a_channel_ends_it_for_subscribers_who_continue_on_the_othe
     assert_eq!(bus.info(&a).await.unwrap().retained, 0);
 
     let new_b = publish_messages(&bus, &b, 2).await;
-    let batch = next(&mut sub, 10).await;
-    assert_no_gap(&batch);
-    assert_eq!(keys(&batch.messages), keys(&new_b));
+    expect_next(&mut sub, 10, &new_b).await;
 
     // A channel of the same name published again is a new channel this
     // subscription no longer follows, and its ids are above the old ones.
@@ -1005,9 +994,7 @@ pub async fn a_slow_subscriber_gets_a_gap_and_the_retained_history_and_memory_st
     assert_pending(&mut sub).await;
 
     let one = publish_messages(&bus, &c, 1).await;
-    let batch = next(&mut sub, 10_000).await;
-    assert_no_gap(&batch);
-    assert_eq!(keys(&batch.messages), keys(&one));
+    expect_next(&mut sub, 10_000, &one).await;
 }
 
 // ---- adding and removing channels -----------------------------------------------------
@@ -1052,9 +1039,7 @@ pub async fn a_subscription_adds_and_removes_channels(f: &dyn Factory) {
     assert_eq!(sub.cursor().position(&b), Some((old_b[0].id, false)));
 
     let new_b = publish_messages(&bus, &b, 1).await;
-    let batch = next(&mut sub, 10).await;
-    assert_no_gap(&batch);
-    assert_eq!(keys(&batch.messages), keys(&new_b));
+    expect_next(&mut sub, 10, &new_b).await;
 
     assert_eq!(sub.remove(&[a.clone(), ch("never")]), vec![a.clone()]);
     assert_eq!(sub.remove(from_ref(&a)), Vec::<ChannelName>::new());
@@ -1230,6 +1215,17 @@ struct Replaced {
 }
 
 impl Replaced {
+    /// Two fresh stores of `f`, not yet armed.
+    async fn over(f: &dyn Factory) -> Arc<Self> {
+        use std::sync::atomic::AtomicBool;
+        Arc::new(Replaced {
+            old: f.engine(Config::default()).await,
+            new: f.engine(Config::default()).await,
+            armed: AtomicBool::new(false),
+            replaced: AtomicBool::new(false),
+        })
+    }
+
     fn store(&self) -> &Arc<dyn Engine> {
         use std::sync::atomic::Ordering::SeqCst;
         if self.replaced.load(SeqCst) {
@@ -1288,13 +1284,8 @@ impl Engine for Replaced {
 pub async fn an_epoch_change_during_a_read_delivers_the_new_messages_once_with_one_gap(
     f: &dyn Factory,
 ) {
-    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-    let engine = Arc::new(Replaced {
-        old: f.engine(Config::default()).await,
-        new: f.engine(Config::default()).await,
-        armed: AtomicBool::new(false),
-        replaced: AtomicBool::new(false),
-    });
+    use std::sync::atomic::Ordering::SeqCst;
+    let engine = Replaced::over(f).await;
     let bus = Bus::from_shared(engine.clone());
     let c = ch("c");
     let mut sub = bus.subscribe(from_ref(&c), &Start::Now).await.unwrap();
@@ -1316,22 +1307,15 @@ pub async fn an_epoch_change_during_a_read_delivers_the_new_messages_once_with_o
     assert!(again.is_empty(), "nothing twice, no second gap: {again:?}");
 
     let later = publish_messages(&bus, &c, 1).await;
-    let batch = next(&mut sub, 100).await;
-    assert_no_gap(&batch);
-    assert_eq!(keys(&batch.messages), keys(&later));
+    expect_next(&mut sub, 100, &later).await;
 }
 
 /// A short poll that meets a new epoch mid-read never answers the new
 /// epoch's messages against the old cursor: its cursor makes the next poll
 /// report the gap and deliver them, once.
 pub async fn a_poll_that_meets_a_new_epoch_answers_it_once_with_a_gap(f: &dyn Factory) {
-    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-    let engine = Arc::new(Replaced {
-        old: f.engine(Config::default()).await,
-        new: f.engine(Config::default()).await,
-        armed: AtomicBool::new(false),
-        replaced: AtomicBool::new(false),
-    });
+    use std::sync::atomic::Ordering::SeqCst;
+    let engine = Replaced::over(f).await;
     let bus = Bus::from_shared(engine.clone());
     let c = ch("c");
     publish_messages(&bus, &c, 2).await;
