@@ -272,14 +272,10 @@ async fn serve_main(config: Config) -> Result<(), String> {
     let bus = match config.engine {
         EngineKind::Memory => Bus::memory(config.history.clone()),
         EngineKind::Redis => {
-            let redis = herald_redis::Config {
-                url: config.redis_url.clone(),
-                ..herald_redis::Config::default()
-            };
-            let engine = herald_redis::RedisEngine::connect(&redis, config.history.clone())
+            let engine = herald_redis::RedisEngine::connect(&config.redis, config.history.clone())
                 .await
-                .map_err(|e| format!("cannot use Redis at {}: {e}", redacted(&config.redis_url)))?;
-            tracing::info!(url = %redacted(&config.redis_url), "using the Redis engine");
+                .map_err(|e| format!("cannot use Redis at {}: {e}", redacted(&config.redis.url)))?;
+            tracing::info!(url = %redacted(&config.redis.url), "using the Redis engine");
             Bus::new(engine)
         }
     };
