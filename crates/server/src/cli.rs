@@ -51,24 +51,24 @@ impl Args {
     /// Merges the file named by `--config` (if any), then validates. Fails
     /// naming the file, or the option that is unknown or out of range.
     pub fn resolve(self) -> Result<Config, ConfigError> {
-        let file = match self.matches.get_one::<PathBuf>("config") {
+        let config = match self.matches.get_one::<PathBuf>("config") {
             Some(path) => {
+                let in_file = |e: String| ConfigError(format!("{}: {e}", path.display()));
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
-                let table = parse_file(&text)
-                    .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-                Some(table)
+                let table = parse_file(&text).map_err(in_file)?;
+                self.merge(Some(&table)).map_err(in_file)?
             }
-            None => None,
+            None => self.merge(None).map_err(ConfigError)?,
         };
-        let config = self.merge(file.as_ref())?;
         config.validate()?;
         Ok(config)
     }
 
     /// Starts from [`Config::default`] and applies, per option, the flag or
-    /// environment value, else the file's.
-    fn merge(&self, file: Option<&toml::Table>) -> Result<Config, ConfigError> {
+    /// environment value (already checked by clap), else the file's. Fails
+    /// naming the option whose file value does not parse.
+    fn merge(&self, file: Option<&toml::Table>) -> Result<Config, String> {
         let mut config = Config::default();
         for opt in options::all() {
             let given = match self.matches.value_source(opt.name) {
@@ -77,16 +77,16 @@ impl Args {
                 }
                 _ => None,
             };
-            let text = match given {
-                Some(text) => text,
-                None => match file.and_then(|f| f.get(opt.name)) {
-                    Some(value) => toml_text(opt, value)?,
-                    None => continue,
-                },
+            let text = match (given, file.and_then(|f| f.get(opt.name))) {
+                (Some(text), _) => text,
+                (None, Some(value)) => {
+                    toml_text(value).map_err(|e| format!("{}: {e}", opt.name))?
+                }
+                (None, None) => continue,
             };
             opt.unit
                 .apply(&mut config, &text)
-                .map_err(|e| ConfigError(format!("{}: {e}", opt.name)))?;
+                .map_err(|e| format!("{}: {e}", opt.name))?;
         }
         Ok(config)
     }
@@ -131,9 +131,18 @@ fn arg(opt: &'static Opt, defaults: &Config) -> Arg {
         ))
 }
 
-/// Reads a TOML file's keys; fails on a syntax error or an unknown key.
+/// Reads a TOML file's keys; fails on a syntax error (naming the line) or
+/// an unknown key.
 fn parse_file(text: &str) -> Result<toml::Table, String> {
-    let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
+        // The message without the quoted line, which may hold a secret.
+        let start = e.span().map_or(0, |s| s.start.min(text.len()));
+        let line = 1 + text.as_bytes()[..start]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        format!("line {line}: {}", e.message())
+    })?;
     match table.keys().find(|k| options::find(k).is_none()) {
         Some(key) => Err(format!("unknown option `{key}`")),
         None => Ok(table),
@@ -141,16 +150,15 @@ fn parse_file(text: &str) -> Result<toml::Table, String> {
 }
 
 /// A file value as the text a flag would carry: strings as they are,
-/// numbers and booleans written out.
-fn toml_text(opt: &Opt, value: &toml::Value) -> Result<String, ConfigError> {
+/// numbers and booleans written out (so that `max-body = 1.5` fails like
+/// `--max-body 1.5`). Lists are one comma-separated string, as in a flag.
+fn toml_text(value: &toml::Value) -> Result<String, String> {
     match value {
         toml::Value::String(s) => Ok(s.clone()),
-        toml::Value::Integer(i) => Ok(i.to_string()),
-        toml::Value::Boolean(b) => Ok(b.to_string()),
-        _ => Err(ConfigError(format!(
-            "{}: expected a string or a whole number",
-            opt.name
-        ))),
+        toml::Value::Array(_) | toml::Value::Table(_) => {
+            Err("expected a string or a number (lists are one comma-separated string)".into())
+        }
+        other => Ok(other.to_string()),
     }
 }
 
@@ -168,9 +176,8 @@ mod tests {
     /// The config from a file's text alone, before validation.
     fn from_file(text: &str) -> Result<Config, ConfigError> {
         let table = parse_file(text).map_err(ConfigError)?;
-        Args::try_parse_from(["herald"])
-            .unwrap()
-            .merge(Some(&table))
+        let args = Args::try_parse_from(["herald"]).unwrap();
+        args.merge(Some(&table)).map_err(ConfigError)
     }
 
     #[test]
@@ -262,10 +269,18 @@ mod tests {
         assert!(e.0.contains("max-body"), "{e}");
         let e = from_file("max-body = 1.5\n").unwrap_err();
         assert!(e.0.contains("max-body"), "{e}");
+        let e = from_file("ws-origins = [\"https://a.example\"]\n").unwrap_err();
+        assert!(e.0.contains("ws-origins"), "{e}");
         let e = from_file("no-such-option = 1\n").unwrap_err();
         assert!(e.0.contains("no-such-option"), "{e}");
         let e = from_file("config = \"other.toml\"\n").unwrap_err();
         assert!(e.0.contains("config"), "{e}");
+        let e = from_file("history-age = 1\npublish-token = \"s3cret\n").unwrap_err();
+        assert!(e.0.contains("line 2"), "{e}");
+        assert!(
+            !e.0.contains("s3cret"),
+            "a syntax error does not quote the secret: {e}"
+        );
     }
 
     #[test]

@@ -67,3 +67,30 @@ fn no_option_row_outside_the_generated_tables() {
     let rows = doc.lines().filter(|l| l.starts_with("| `--")).count();
     assert_eq!(rows, options::all().count());
 }
+
+/// Other docs that list options in a table (docs/scaling.md) name real
+/// options with their real environment variable and default.
+#[test]
+fn option_rows_in_other_docs_agree() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs");
+    let defaults = Config::default();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "md") || path.ends_with("configuration.md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for row in text.lines().filter(|l| l.starts_with("| `--")) {
+            let name = row["| `--".len()..].split('`').next().unwrap();
+            let opt = options::find(name)
+                .unwrap_or_else(|| panic!("{}: no option --{name}", path.display()));
+            for cell in [opt.env(), opt.default_text(&defaults)] {
+                assert!(
+                    row.contains(&format!("`{cell}`")),
+                    "{}: the row of --{name} lacks `{cell}`",
+                    path.display()
+                );
+            }
+        }
+    }
+}
