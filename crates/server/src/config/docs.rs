@@ -13,7 +13,8 @@ use super::{
 };
 
 const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
-const BEGIN: &str = "<!-- option tables: generated from crates/server/src/config/options.rs -->\n";
+const BEGIN: &str = "<!-- option tables: generated from crates/server/src/config/options.rs; \
+                     rewrite with UPDATE_DOCS=1 cargo test -p herald-server option_tables -->\n";
 const END: &str = "<!-- end of option tables -->\n";
 
 /// Every section as a `##` heading and a table, one row per option.
