@@ -28,7 +28,7 @@ use tower::ServiceExt;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The engine the configuration names (memory by default; set
-    // `engine: EngineKind::Redis` and `redis_url` to share Redis with other
+    // `engine: EngineKind::Redis` and `redis.url` to share Redis with other
     // instances).
     let herald = Herald::connect(Config::default()).await?;
 

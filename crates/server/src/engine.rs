@@ -2,8 +2,8 @@
 //! for embedders alike ([`Herald::connect`](crate::Herald::connect)).
 //!
 //! The history bounds are one value, `Config::history`, handed to whichever
-//! engine runs. Redis connection settings other than the URL keep
-//! herald-redis's defaults. What an engine does is its own crate's business.
+//! engine runs, and the Redis settings (URL, key prefix, timeout) are one
+//! value, `Config::redis`. What an engine does is its own crate's business.
 
 use herald_bus::Bus;
 
@@ -15,12 +15,8 @@ pub(crate) async fn bus(config: &Config) -> Result<Bus, Error> {
     match config.engine {
         EngineKind::Memory => Ok(Bus::memory(config.history.clone())),
         EngineKind::Redis => {
-            let redis = herald_redis::Config {
-                url: config.redis_url.clone(),
-                ..herald_redis::Config::default()
-            };
-            let url = redacted(&config.redis_url);
-            let engine = herald_redis::RedisEngine::connect(&redis, config.history.clone())
+            let url = redacted(&config.redis.url);
+            let engine = herald_redis::RedisEngine::connect(&config.redis, config.history.clone())
                 .await
                 .map_err(|source| Error::Engine {
                     url: url.clone(),
@@ -59,7 +55,10 @@ mod tests {
         assert!(matches!(memory.health(), herald_bus::Health::Up));
         let config = Config {
             engine: EngineKind::Redis,
-            redis_url: "redis://user:s3cret@127.0.0.1:1".into(),
+            redis: herald_redis::Config {
+                url: "redis://user:s3cret@127.0.0.1:1".into(),
+                ..herald_redis::Config::default()
+            },
             ..Config::default()
         };
         let e = bus(&config).await.err().unwrap().to_string();

@@ -68,7 +68,7 @@ impl Herald {
     }
 
     /// A gateway on an existing bus (an engine built by the application, or
-    /// a bus it already publishes to). `config.engine`, `config.redis_url`
+    /// a bus it already publishes to). `config.engine`, `config.redis`
     /// and `config.history` are not used to build anything: the bus's
     /// engine keeps the bounds it was built with. Fails if `config` does not
     /// validate.
