@@ -3,13 +3,11 @@
 //! waiters freed when clients go away, hold clamping, gaps, deleted
 //! channels, bad parameters and shutdown.
 
-mod support;
-
 use std::{collections::HashSet, time::Duration};
 
 use futures::{StreamExt, stream};
+use herald_testkit::{Binary, Endpoints, Server, client, data};
 use serde_json::{Value, json};
-use support::{Server, client};
 use tokio::time::Instant;
 
 /// A client that opens one HTTP/1 connection per concurrent request, so
@@ -30,18 +28,9 @@ async fn get_json(c: &reqwest::Client, url: &str) -> (u16, Value) {
 }
 
 /// The current cursor of `channels`, from a short poll.
-async fn cursor_now(s: &Server, channels: &str) -> String {
+async fn cursor_now(s: &Endpoints, channels: &str) -> String {
     let (_, v) = get_json(&client(), &s.url(&format!("/poll/{channels}"))).await;
     v["cursor"].as_str().unwrap().to_string()
-}
-
-fn data(v: &Value) -> Vec<&str> {
-    v["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["data"].as_str().unwrap())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,7 +40,7 @@ async fn ten_thousand_messages_arrive_once_in_order_under_a_fast_publisher() {
     const TOTAL: usize = BATCHES * PER_BATCH;
     // Enough history that the reader never falls behind what is retained:
     // this test is about the hand-over between requests, not about gaps.
-    let s = Server::start(&["--history-messages", "20000", "--history-bytes", "16777216"]);
+    let s = Server::start(&["--history-messages", "20000", "--history-bytes", "16777216"]).await;
     let start = cursor_now(&s, "bulk").await;
 
     let publisher = {
@@ -122,7 +111,7 @@ async fn ten_thousand_messages_arrive_once_in_order_under_a_fast_publisher() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_publish_releases_a_thousand_holds() {
     const HOLDS: usize = 1000;
-    let s = Server::start(&["--longpoll-timeout", "30", "--longpoll-max-timeout", "30"]);
+    let s = Server::start(&["--longpoll-timeout", "30", "--longpoll-max-timeout", "30"]).await;
     let c = crowd_client();
     let url = s.url("/longpoll/crowd");
     let held: Vec<_> = (0..HOLDS)
@@ -151,7 +140,7 @@ async fn one_publish_releases_a_thousand_holds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_abandoned_holds_free_their_waiters() {
     const HOLDS: usize = 1000;
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let c = crowd_client();
     let url = s.url("/longpoll/abandoned");
     let held: Vec<_> = (0..HOLDS)
@@ -172,7 +161,7 @@ async fn a_thousand_abandoned_holds_free_their_waiters() {
 
 #[tokio::test]
 async fn holds_end_empty_with_the_same_cursor_and_timeouts_are_clamped() {
-    let s = Server::start(&["--longpoll-timeout", "1", "--longpoll-max-timeout", "2"]);
+    let s = Server::start(&["--longpoll-timeout", "1", "--longpoll-max-timeout", "2"]).await;
     let cursor = cursor_now(&s, "quiet").await;
     let hold = |query: String| {
         let url = s.url(&format!("/longpoll/quiet?since={cursor}{query}"));
@@ -204,7 +193,7 @@ async fn holds_end_empty_with_the_same_cursor_and_timeouts_are_clamped() {
 
 #[tokio::test]
 async fn responses_are_json_uncacheable_and_cors_enabled() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     s.publish("news", "hello").await;
     let res = client()
         .get(s.url("/longpoll/news?last=1"))
@@ -223,7 +212,7 @@ async fn responses_are_json_uncacheable_and_cors_enabled() {
 
 #[tokio::test]
 async fn bad_timeouts_are_json_400s() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let c = client();
     for bad in ["-1", "soon", "1.5", ""] {
         let url = s.url(&format!("/longpoll/news?timeout={bad}"));
@@ -237,7 +226,7 @@ async fn bad_timeouts_are_json_400s() {
 
 #[tokio::test]
 async fn a_hold_on_several_channels_wakes_for_any_of_them() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let c = client();
     let cursor = cursor_now(&s, "left,right").await;
     let url = s.url(&format!("/longpoll/left,right?since={cursor}"));
@@ -262,7 +251,7 @@ async fn a_hold_on_several_channels_wakes_for_any_of_them() {
 
 #[tokio::test]
 async fn an_old_cursor_answers_at_once_with_a_gap() {
-    let s = Server::start(&["--history-messages", "5"]);
+    let s = Server::start(&["--history-messages", "5"]).await;
     let cursor = cursor_now(&s, "busy").await;
     for i in 1..=10 {
         s.publish("busy", &format!("m{i}")).await;
@@ -278,7 +267,7 @@ async fn an_old_cursor_answers_at_once_with_a_gap() {
 
 #[tokio::test]
 async fn deleting_a_channel_answers_its_holds_with_gone() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     s.publish("doomed", "before").await;
     let url = s.url("/longpoll/doomed");
     let held = tokio::spawn(async move { get_json(&client(), &url).await });
@@ -303,7 +292,7 @@ async fn deleting_a_channel_answers_its_holds_with_gone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_answers_held_requests_at_once() {
     const HOLDS: usize = 20;
-    let mut s = Server::start(&["--longpoll-timeout", "20", "--longpoll-max-timeout", "20"]);
+    let mut s = Binary::start(&["--longpoll-timeout", "20", "--longpoll-max-timeout", "20"]);
     let cursor = cursor_now(&s, "draining").await;
     let c = crowd_client();
     let url = s.url(&format!("/longpoll/draining?since={cursor}"));

@@ -2,16 +2,14 @@
 //! (deploy/nginx/herald.conf, with only the addresses substituted): every
 //! transport must work through it, and streams must not be buffered.
 
-mod support;
-
 use std::{
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use futures::StreamExt;
+use herald_testkit::{Server, client, free_port, need};
 use serde_json::Value;
-use support::{Server, client, free_port, need};
 
 /// A running nginx with its own prefix directory, stopped on drop.
 struct Nginx {
@@ -85,7 +83,7 @@ impl Drop for Nginx {
 
 #[tokio::test]
 async fn polls_pass_through_nginx() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let Some(nginx) = Nginx::start(&s) else {
         return;
     };
@@ -123,7 +121,7 @@ async fn polls_pass_through_nginx() {
 
 #[tokio::test]
 async fn a_held_long_poll_is_answered_through_nginx() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let Some(nginx) = Nginx::start(&s) else {
         return;
     };
@@ -154,7 +152,7 @@ async fn a_held_long_poll_is_answered_through_nginx() {
 
 #[tokio::test]
 async fn sse_is_not_buffered_by_nginx() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let Some(nginx) = Nginx::start(&s) else {
         return;
     };
@@ -185,7 +183,7 @@ async fn sse_is_not_buffered_by_nginx() {
 async fn websockets_pass_through_nginx() {
     use futures::SinkExt;
     use tokio_tungstenite::{connect_async, tungstenite::Message};
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let Some(nginx) = Nginx::start(&s) else {
         return;
     };

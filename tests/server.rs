@@ -1,20 +1,13 @@
 //! End-to-end: the binary itself — configuration sources and their
 //! precedence, refusals at start-up, health, HTTP/2 and graceful shutdown.
 
-mod support;
+use std::time::Duration;
 
-use std::{process::Command, time::Duration};
-
+use herald_testkit::{Binary, Server, client};
 use serde_json::Value;
-use support::{Server, client};
 
 fn herald(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
+    Binary::output(args, env)
 }
 
 #[test]
@@ -87,7 +80,7 @@ async fn flags_beat_environment_beats_file() {
     let path = file.to_str().unwrap();
     // history-messages from the file (3), max-channels from env (4) over the
     // file, max-batch from the flag (1) over the file.
-    let s = Server::start_with_env(
+    let s = Binary::start_with_env(
         &["--config", path, "--max-batch", "1"],
         &[("HERALD_MAX_CHANNELS", "4")],
     );
@@ -133,7 +126,7 @@ async fn flags_beat_environment_beats_file() {
 
 #[tokio::test]
 async fn health_on_both_listeners() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let c = client();
     let v: Value = c
         .get(s.url("/healthz"))
@@ -157,7 +150,7 @@ async fn health_on_both_listeners() {
 
 #[tokio::test]
 async fn http2_cleartext_is_served() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let c = reqwest::Client::builder()
         .no_proxy()
         .http2_prior_knowledge()
@@ -170,7 +163,7 @@ async fn http2_cleartext_is_served() {
 
 #[tokio::test]
 async fn sigterm_exits_cleanly_and_promptly() {
-    let mut s = Server::start(&["--drain-timeout", "5"]);
+    let mut s = Binary::start(&["--drain-timeout", "5"]);
     s.publish("x", "y").await;
     let started = std::time::Instant::now();
     assert!(
@@ -184,7 +177,7 @@ async fn sigterm_exits_cleanly_and_promptly() {
 async fn the_example_configuration_file_runs() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/herald.toml");
     // Flags override the file's addresses so the test binds free ports.
-    let s = Server::start(&["--config", path]);
+    let s = Binary::start(&["--config", path]);
     let res = client().get(s.url("/healthz")).send().await.unwrap();
     assert_eq!(res.status(), 200);
 }
