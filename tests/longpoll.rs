@@ -1,7 +1,7 @@
-//! End-to-end: long polling against the real binary. No loss between
+//! End-to-end: long polling against the in-process server. No loss between
 //! requests under a fast publisher, fan-out release of a thousand holds,
 //! waiters freed when clients go away, hold clamping, gaps, deleted
-//! channels, bad parameters and shutdown.
+//! channels, bad parameters and, on the binary, SIGTERM.
 
 use std::{collections::HashSet, time::Duration};
 

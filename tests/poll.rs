@@ -1,4 +1,4 @@
-//! End-to-end: short polling against the real binary — cursors, paging,
+//! End-to-end: short polling against the in-process server — cursors, paging,
 //! gaps, multi-channel polls and ETag/304.
 
 use herald_testkit::{Endpoints, Server, client, data};

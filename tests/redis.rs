@@ -1,4 +1,4 @@
-//! End-to-end: two herald binaries on one real Redis behave as one gateway.
+//! End-to-end: two herald instances on one real Redis behave as one gateway.
 //! Publish on one, receive on the other (poll, long poll, SSE, WebSocket);
 //! one order for 10,000 messages published through both, seen by pollers,
 //! an SSE stream and a WebSocket; clients cut from one instance that resume

@@ -1,6 +1,7 @@
-//! End-to-end: Server-Sent Events against the real binary, read as raw
-//! bytes off the socket, and through an independent EventSource client
-//! (the npm `eventsource` package, driven by tests/js/eventsource.js).
+//! End-to-end: Server-Sent Events against the in-process server (SIGTERM
+//! against the binary), read off the socket by the test kit's reader, and
+//! through an independent EventSource client (the npm `eventsource`
+//! package, driven by tests/js/eventsource.js).
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
-//! End-to-end: the WebSocket transport against the real binary, with a real
-//! WebSocket client (tokio-tungstenite): subscribing, delivery, resume,
-//! liveness, every kind of bad input and its outcome, and shutdown.
+//! End-to-end: the WebSocket transport against the in-process server, with
+//! a real WebSocket client (tokio-tungstenite): subscribing, delivery,
+//! resume, liveness, every kind of bad input and its outcome, and shutdown
+//! (SIGTERM against the binary).
 
 use std::time::Duration;
 

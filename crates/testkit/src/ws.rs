@@ -25,8 +25,14 @@ pub const WAIT: Duration = Duration::from_secs(5);
 
 /// Opens a WebSocket on the public listener's `path`; asserts the 101.
 pub async fn connect(s: &Endpoints, path: &str) -> Ws {
-    let (ws, res) = connect_async(s.ws_url(path)).await.expect("upgrade");
-    assert_eq!(res.status(), 101);
+    open(&s.ws_url(path)).await
+}
+
+/// Opens a WebSocket on any `ws://` URL (through a proxy, say); asserts
+/// the 101.
+pub async fn open(url: &str) -> Ws {
+    let (ws, res) = connect_async(url).await.expect("upgrade");
+    assert_eq!(res.status(), 101, "{url}");
     ws
 }
 
