@@ -11,7 +11,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use herald_testkit::{
-    Binary, Endpoints, Server, client, cursor, data,
+    Binary, Endpoints, Server, client, cursor, data, get_json,
     redis::RedisServer,
     sse::Sse,
     ws::{self, Ws},
@@ -26,37 +26,25 @@ async fn herald(redis: &RedisServer, extra: &[&str]) -> Server {
     Server::start(&args).await
 }
 
-async fn get(url: String) -> Value {
-    let res = client().get(url).send().await.expect("GET");
-    assert_eq!(res.status(), 200);
-    res.json().await.expect("JSON")
-}
-
-/// Polls `channel` on `s` from `cursor` (or from now).
-async fn poll(s: &Endpoints, channel: &str, cursor: Option<&str>) -> Value {
-    let query = cursor.map_or(String::new(), |c| format!("?since={c}"));
-    get(s.url(&format!("/poll/{channel}{query}"))).await
-}
-
 #[tokio::test]
 async fn publish_on_one_instance_poll_on_the_other() {
     let Some(redis) = herald_testkit::redis() else {
         return;
     };
     let (a, b) = (herald(&redis, &[]).await, herald(&redis, &[]).await);
-    let start = cursor(&poll(&b, "news", None).await);
+    let start = cursor(&b.poll("news", None).await);
     let published = a.publish("news", "hello").await;
-    let got = poll(&b, "news", Some(&start)).await;
+    let got = b.poll("news", Some(&start)).await;
     assert_eq!(data(&got), ["hello"]);
     assert_eq!(got["gap"], false);
     assert_eq!(got["messages"][0]["id"], published["id"]);
     // The cursor the publisher got works on the other instance too.
     let after = published["cursor"].as_str().unwrap();
     assert_eq!(
-        data(&poll(&b, "news", Some(after)).await),
+        data(&b.poll("news", Some(after)).await),
         Vec::<String>::new()
     );
-    let info = get(b.internal_url("/channels/news")).await;
+    let info = get_json(&b.internal_url("/channels/news")).await;
     assert_eq!(info["last_id"], published["id"]);
 }
 
@@ -71,7 +59,7 @@ async fn poll_all(s: &Endpoints, channel: &str, start: String, n: usize) -> Vec<
             "only {} of {n} arrived",
             got.len()
         );
-        let v = poll(s, channel, Some(&at)).await;
+        let v = s.poll(channel, Some(&at)).await;
         assert_eq!(v["gap"], false, "no message may be lost");
         let batch = data(&v);
         if batch.is_empty() {
@@ -90,7 +78,7 @@ async fn ten_thousand_messages_through_both_instances_arrive_in_one_order_on_bot
     };
     let opts = ["--history-messages", "20000"];
     let (a, b) = (herald(&redis, &opts).await, herald(&redis, &opts).await);
-    let start = cursor(&poll(&a, "feed", None).await);
+    let start = cursor(&a.poll("feed", None).await);
     const N: usize = 10_000;
     const BATCH: usize = 100;
     // Besides a poller on each instance, an SSE stream on A and a
@@ -135,12 +123,12 @@ async fn a_poller_moves_between_instances_with_its_cursor() {
         return;
     };
     let (a, b) = (herald(&redis, &[]).await, herald(&redis, &[]).await);
-    let mut at = cursor(&poll(&a, "c", None).await);
+    let mut at = cursor(&a.poll("c", None).await);
     for round in 0..3 {
         a.publish("c", &format!("{round}a")).await;
         b.publish("c", &format!("{round}b")).await;
         let via = if round % 2 == 0 { &b } else { &a };
-        let v = poll(via, "c", Some(&at)).await;
+        let v = via.poll("c", Some(&at)).await;
         assert_eq!(data(&v), [format!("{round}a"), format!("{round}b")]);
         assert_eq!(v["gap"], false);
         at = cursor(&v);
@@ -154,7 +142,7 @@ async fn redis_killed_mid_stream_then_restarted() {
     };
     let (a, b) = (herald(&redis, &[]).await, herald(&redis, &[]).await);
     a.publish("c", "before").await;
-    let v = poll(&b, "c", Some(&cursor(&poll(&b, "c", None).await))).await;
+    let v = b.poll("c", Some(&cursor(&b.poll("c", None).await))).await;
     let before = cursor(&v);
     let c = client();
     redis.kill();
@@ -198,7 +186,7 @@ async fn redis_killed_mid_stream_then_restarted() {
         }
     }
     a.publish("c", "after").await;
-    let v = poll(&b, "c", Some(&before)).await;
+    let v = b.poll("c", Some(&before)).await;
     assert_eq!(data(&v), ["after"]);
     assert_eq!(v["gap"], true, "the history Redis lost is a gap");
 }
@@ -214,7 +202,7 @@ async fn cursors_survive_an_instance_restart() {
     a.publish("c", "3").await;
     assert!(a.stop().await.is_ok(), "clean exit");
     a.restart().await;
-    let v = poll(&a, "c", first["cursor"].as_str()).await;
+    let v = a.poll("c", first["cursor"].as_str()).await;
     assert_eq!(data(&v), ["2", "3"]);
     assert_eq!(v["gap"], false);
 }
@@ -268,9 +256,9 @@ async fn a_long_poll_on_one_instance_is_released_by_a_publish_on_the_other() {
         return;
     };
     let (a, b) = (herald(&redis, &[]).await, herald(&redis, &[]).await);
-    let start = cursor(&poll(&b, "held", None).await);
+    let start = cursor(&b.poll("held", None).await);
     let url = b.url(&format!("/longpoll/held?since={start}&timeout=5"));
-    let hold = tokio::spawn(async move { get(url).await });
+    let hold = tokio::spawn(async move { get_json(&url).await });
     b.wait_subscribers("held", 1, Duration::from_secs(5)).await;
     let began = Instant::now();
     a.publish("held", "wake").await;
@@ -283,7 +271,7 @@ async fn a_long_poll_on_one_instance_is_released_by_a_publish_on_the_other() {
     // The same cursor continues on the other instance.
     a.publish("held", "next").await;
     let url = a.url(&format!("/longpoll/held?since={}&timeout=5", cursor(&v)));
-    assert_eq!(data(&get(url).await), ["next"]);
+    assert_eq!(data(&get_json(&url).await), ["next"]);
 }
 
 /// Reads `n` SSE messages; answers their data. Fails on a `herald.*`
@@ -413,7 +401,7 @@ async fn a_long_poll_client_switches_instance_mid_burst_and_misses_nothing() {
     const N: usize = 1000;
     let opts = ["--history-messages", "2000"];
     let (a, b) = (herald(&redis, &opts).await, herald(&redis, &opts).await);
-    let start = cursor(&poll(&a, "feed", None).await);
+    let start = cursor(&a.poll("feed", None).await);
     let reader = async {
         let mut at = start;
         let mut got = Vec::with_capacity(N);
@@ -422,7 +410,7 @@ async fn a_long_poll_client_switches_instance_mid_burst_and_misses_nothing() {
             let via = if switches % 2 == 0 { &a } else { &b };
             switches += 1;
             let url = via.url(&format!("/longpoll/feed?since={at}&timeout=5"));
-            let v = get(url).await;
+            let v = get_json(&url).await;
             assert_eq!(v["gap"], false, "no message may be lost");
             got.extend(data(&v));
             at = cursor(&v);
@@ -452,13 +440,13 @@ async fn a_multi_channel_poll_follows_publish_order_across_instances() {
         return;
     };
     let (a, b) = (herald(&redis, &[]).await, herald(&redis, &[]).await);
-    let start = cursor(&poll(&b, "a,b", None).await);
+    let start = cursor(&b.poll("a,b", None).await);
     let messages: Vec<Value> = ["b", "a", "b", "a"]
         .iter()
         .enumerate()
         .map(|(i, c)| json!({"channel": c, "data": format!("{c}{i}")}))
         .collect();
     a.publish_batch(messages).await;
-    let v = poll(&b, "a,b", Some(&start)).await;
+    let v = b.poll("a,b", Some(&start)).await;
     assert_eq!(data(&v), ["b0", "a1", "b2", "a3"]);
 }

@@ -1,6 +1,6 @@
 //! The two listeners of a running herald, in-process or as a subprocess,
-//! and the calls every test makes on them: URLs, publish, batch publish and
-//! the channel admin endpoint. Also the readers of a poll's JSON reply.
+//! and the calls every test makes on them: URLs, a short poll, publish,
+//! batch publish and the channel admin endpoint. Also the readers of a poll's JSON reply.
 //!
 //! What it leaves out: asserting anything but the status of a call that
 //! must succeed for the test to mean anything (a publish answers 202).
@@ -32,6 +32,18 @@ impl Endpoints {
     /// `ws://public/path`.
     pub fn ws_url(&self, path: &str) -> String {
         format!("ws://{}{}", self.public, path)
+    }
+
+    /// Short-polls `channels` (comma-separated) from `since` (or from
+    /// now); asserts a 200 and answers the JSON reply.
+    pub async fn poll(&self, channels: &str, since: Option<&str>) -> Value {
+        let query = since.map_or(String::new(), |c| format!("?since={c}"));
+        get_json(&self.url(&format!("/poll/{channels}{query}"))).await
+    }
+
+    /// The current cursor of `channels`, from a short poll.
+    pub async fn cursor_now(&self, channels: &str) -> String {
+        cursor(&self.poll(channels, None).await)
     }
 
     /// Publishes text `data` to `channel`; answers the JSON reply.
@@ -97,6 +109,13 @@ pub fn client() -> reqwest::Client {
         .no_proxy()
         .build()
         .expect("client")
+}
+
+/// GETs `url`; asserts a 200 and answers the JSON body.
+pub async fn get_json(url: &str) -> Value {
+    let res = client().get(url).send().await.expect("GET");
+    assert_eq!(res.status(), 200, "{url}");
+    res.json().await.expect("JSON")
 }
 
 /// The text `data` of every message in a poll or long-poll reply.

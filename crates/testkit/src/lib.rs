@@ -6,7 +6,8 @@
 //! - [`Binary`]: the `herald` executable as a subprocess, for what only the
 //!   binary does (flags, environment, TOML, signals, exit codes, logs).
 //! - [`Endpoints`]: what both of them answer on — URLs and the publish and
-//!   admin calls. [`client()`], [`data`] and [`cursor`] read replies.
+//!   admin calls, a short poll. [`client()`], [`get_json`], [`data`] and
+//!   [`cursor`] make plain requests and read replies.
 //! - [`sse`] and [`ws`]: one client per streaming transport (short and
 //!   long polls are plain GETs through [`client()`]).
 //! - [`redis`]: a throwaway `redis-server`; [`need`] finds an outside
@@ -24,6 +25,6 @@ pub mod sse;
 pub mod ws;
 
 pub use binary::Binary;
-pub use endpoints::{Endpoints, client, cursor, data};
+pub use endpoints::{Endpoints, client, cursor, data, get_json};
 pub use programs::{free_port, js_script, need, need_node_packages, redis, required};
 pub use server::Server;
