@@ -166,3 +166,30 @@ fn flags_config(flags: &[&str]) -> Config {
         .resolve()
         .unwrap_or_else(|e| panic!("bad configuration {flags:?}: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client;
+
+    /// The status of a poll on four channels (over a limit of three).
+    async fn four_channels(s: &Server) -> u16 {
+        let res = client().get(s.url("/poll/a,b,c,d")).send().await.unwrap();
+        res.status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn flags_reach_the_config_and_a_restart_keeps_the_ports() {
+        let mut s = Server::start(&["--max-channels", "3"]).await;
+        assert_eq!(four_channels(&s).await, 400);
+        let before = *s;
+        s.publish("c", "1").await;
+        s.restart().await;
+        assert_eq!(*s, before, "same ports after a restart");
+        assert_eq!(four_channels(&s).await, 400, "same configuration");
+        // A memory engine starts empty, and the new server answers.
+        assert_eq!(s.subscribers("c").await, 0);
+        assert!(s.stop().await.is_ok());
+        assert!(s.stop().await.is_ok(), "stop is idempotent");
+    }
+}
