@@ -24,17 +24,27 @@ use crate::Endpoints;
 pub struct Binary {
     child: Option<Child>,
     endpoints: Endpoints,
-    /// Log lines after the "listening" line (stderr), for tests that read them.
+    /// Log lines (stderr) up to and including the "listening" line.
+    pub startup: Vec<String>,
+    /// Log lines after the "listening" line, as they come.
     pub log: mpsc::Receiver<String>,
 }
 
 impl Binary {
-    /// The `herald` executable of the package under test. Panics outside
-    /// the root package's tests, where Cargo does not name it.
+    /// The `herald` executable: the one Cargo names for the test being
+    /// run, else the one beside the test executable (`target/<profile>/`).
+    /// Panics when there is neither.
     pub fn program() -> PathBuf {
-        std::env::var_os("CARGO_BIN_EXE_herald")
-            .map(PathBuf::from)
-            .expect("CARGO_BIN_EXE_herald: the binary tests run in the herald package")
+        if let Some(exe) = std::env::var_os("CARGO_BIN_EXE_herald") {
+            return PathBuf::from(exe);
+        }
+        let beside = std::env::current_exe()
+            .ok()
+            .and_then(|t| Some(t.parent()?.parent()?.join("herald")))
+            .filter(|p| p.is_file());
+        beside.expect(
+            "no herald executable: run the binary tests through cargo in the herald package",
+        )
     }
 
     /// Runs herald with exactly `args` and `env` added to the test's
@@ -91,6 +101,7 @@ impl Binary {
                 public: unknown,
                 internal: unknown,
             },
+            startup: Vec::new(),
             log: rx,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -100,11 +111,15 @@ impl Binary {
                 .log
                 .recv_timeout(left)
                 .unwrap_or_else(|_| panic!("herald did not report its listeners"));
-            if line.contains("herald listening") {
+            let listening = line.contains("herald listening");
+            if listening {
                 binary.endpoints = Endpoints {
                     public: logged_addr(&line, "public="),
                     internal: logged_addr(&line, "internal="),
                 };
+            }
+            binary.startup.push(line);
+            if listening {
                 return binary;
             }
         }
