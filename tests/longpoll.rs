@@ -38,24 +38,14 @@ async fn ten_thousand_messages_arrive_once_in_order_under_a_fast_publisher() {
     let start = s.cursor_now("bulk").await;
 
     let publisher = {
-        let url = s.internal_url("/publish");
+        let internal = *s;
         async move {
-            let c = client();
             stream::iter(0..BATCHES)
-                .map(|b| {
-                    let (c, url) = (c.clone(), url.clone());
-                    async move {
-                        let messages: Vec<Value> = (0..PER_BATCH)
-                            .map(|i| json!({"channel": "bulk", "data": format!("{b}-{i}")}))
-                            .collect();
-                        let res = c
-                            .post(&url)
-                            .json(&json!({ "messages": messages }))
-                            .send()
-                            .await
-                            .expect("publish");
-                        assert_eq!(res.status(), 202);
-                    }
+                .map(|b| async move {
+                    let messages: Vec<Value> = (0..PER_BATCH)
+                        .map(|i| json!({"channel": "bulk", "data": format!("{b}-{i}")}))
+                        .collect();
+                    internal.publish_batch(messages).await;
                 })
                 .buffer_unordered(4)
                 .collect::<Vec<()>>()

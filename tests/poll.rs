@@ -73,18 +73,11 @@ async fn paging_past_the_response_limit() {
         .as_str()
         .unwrap()
         .to_string();
-    let c = client();
     for chunk in 0..5 {
         let messages: Vec<Value> = (0..500)
             .map(|i| serde_json::json!({"channel": "big", "data": (chunk * 500 + i).to_string()}))
             .collect();
-        let res = c
-            .post(s.internal_url("/publish"))
-            .json(&serde_json::json!({ "messages": messages }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 202);
+        s.publish_batch(messages).await;
     }
     let mut cursor = start;
     let mut seen = Vec::new();

@@ -268,19 +268,12 @@ async fn an_eventsource_client_gets_a_cut_burst_whole() {
     assert_eq!(next().await["open"], 1);
     // 1,000 messages over about two seconds, in batches of ten, so that the
     // one-second lifetime cuts the stream in the middle of the burst.
-    let c = client();
     let publisher = async {
         for batch in 0..100 {
             let messages: Vec<_> = (0..10)
                 .map(|i| serde_json::json!({"channel": "burst", "data": (batch * 10 + i).to_string()}))
                 .collect();
-            let res = c
-                .post(s.internal_url("/publish"))
-                .json(&serde_json::json!({ "messages": messages }))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 202);
+            s.publish_batch(messages).await;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };

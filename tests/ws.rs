@@ -121,19 +121,13 @@ async fn resume_after_a_dropped_connection_loses_nothing() {
     let first = subscribe(&mut ws, &["burst"], json!({})).await;
     let mut cursor = first["cursor"].as_str().unwrap().to_string();
     let publisher = {
-        let internal = s.internal_url("/publish");
+        let internal = *s;
         tokio::spawn(async move {
             for chunk in 0..N / 50 {
                 let messages: Vec<Value> = (chunk * 50..chunk * 50 + 50)
                     .map(|i| json!({"channel": "burst", "data": i}))
                     .collect();
-                let res = client()
-                    .post(&internal)
-                    .json(&json!({ "messages": messages }))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(res.status(), 202);
+                internal.publish_batch(messages).await;
             }
         })
     };
