@@ -257,8 +257,8 @@ async fn a_long_poll_on_one_instance_is_released_by_a_publish_on_the_other() {
     };
     let (a, b) = (herald(&redis, &[]).await, herald(&redis, &[]).await);
     let start = cursor(&b.poll("held", None).await);
-    let url = b.url(&format!("/longpoll/held?since={start}&timeout=5"));
-    let hold = tokio::spawn(async move { get_json(&url).await });
+    let on_b = *b;
+    let hold = tokio::spawn(async move { on_b.longpoll("held", &start, 5).await });
     b.wait_subscribers("held", 1, Duration::from_secs(5)).await;
     let began = Instant::now();
     a.publish("held", "wake").await;
@@ -270,8 +270,8 @@ async fn a_long_poll_on_one_instance_is_released_by_a_publish_on_the_other() {
     assert_eq!(data(&v), ["wake"]);
     // The same cursor continues on the other instance.
     a.publish("held", "next").await;
-    let url = a.url(&format!("/longpoll/held?since={}&timeout=5", cursor(&v)));
-    assert_eq!(data(&get_json(&url).await), ["next"]);
+    let v = a.longpoll("held", &cursor(&v), 5).await;
+    assert_eq!(data(&v), ["next"]);
 }
 
 /// Reads `n` SSE messages; answers their data. Fails on a `herald.*`
@@ -409,8 +409,7 @@ async fn a_long_poll_client_switches_instance_mid_burst_and_misses_nothing() {
         while got.len() < N {
             let via = if switches % 2 == 0 { &a } else { &b };
             switches += 1;
-            let url = via.url(&format!("/longpoll/feed?since={at}&timeout=5"));
-            let v = get_json(&url).await;
+            let v = via.longpoll("feed", &at, 5).await;
             assert_eq!(v["gap"], false, "no message may be lost");
             got.extend(data(&v));
             at = cursor(&v);

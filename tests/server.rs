@@ -6,13 +6,9 @@ use std::time::Duration;
 use herald_testkit::{Binary, Server, client};
 use serde_json::Value;
 
-fn herald(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    Binary::output(args, env)
-}
-
 #[test]
 fn help_documents_every_option_with_its_default() {
-    let out = herald(&["--help"], &[]);
+    let out = Binary::output(&["--help"], &[]);
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
     for flag in [
@@ -31,7 +27,7 @@ fn help_documents_every_option_with_its_default() {
 
 #[test]
 fn invalid_configuration_exits_non_zero_naming_the_option() {
-    let out = herald(&["--history-bytes", "10"], &[]);
+    let out = Binary::output(&["--history-bytes", "10"], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("history-bytes"));
     for zero in [
@@ -39,18 +35,18 @@ fn invalid_configuration_exits_non_zero_naming_the_option() {
         "--request-timeout",
         "--drain-timeout",
     ] {
-        let out = herald(&[zero, "0"], &[]);
+        let out = Binary::output(&[zero, "0"], &[]);
         assert_eq!(out.status.code(), Some(2), "{zero} 0");
         assert!(String::from_utf8_lossy(&out.stderr).contains(&zero[2..]));
     }
-    let out = herald(&["--max-body", "lots"], &[]);
+    let out = Binary::output(&["--max-body", "lots"], &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--max-body"));
     let dir = std::env::temp_dir().join(format!("herald-cfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("bad.toml");
     std::fs::write(&file, "no-such-option = 1\n").unwrap();
-    let out = herald(&["--config", file.to_str().unwrap()], &[]);
+    let out = Binary::output(&["--config", file.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-option"));
 }
@@ -59,7 +55,7 @@ fn invalid_configuration_exits_non_zero_naming_the_option() {
 fn a_taken_address_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = herald(
+    let out = Binary::output(
         &["--public-addr", &addr, "--internal-addr", "127.0.0.1:0"],
         &[],
     );
@@ -184,7 +180,7 @@ async fn the_example_configuration_file_runs() {
 
 #[test]
 fn every_option_is_documented_in_configuration_md() {
-    let help = String::from_utf8(herald(&["--help"], &[]).stdout).unwrap();
+    let help = String::from_utf8(Binary::output(&["--help"], &[]).stdout).unwrap();
     let doc = include_str!("../docs/configuration.md");
     let mut seen = 0;
     for word in help.split(|c: char| c.is_whitespace() || c == '[' || c == ']' || c == '=') {

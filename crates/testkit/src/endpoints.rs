@@ -1,6 +1,6 @@
 //! The two listeners of a running herald, in-process or as a subprocess,
-//! and the calls every test makes on them: URLs, a short poll, publish,
-//! batch publish and the channel admin endpoint. Also the readers of a poll's JSON reply.
+//! and the calls every test makes on them: URLs, a short and a long poll,
+//! publish, batch publish and the channel admin endpoint. Also the readers of a poll's JSON reply.
 //!
 //! What it leaves out: asserting anything but the status of a call that
 //! must succeed for the test to mean anything (a publish answers 202).
@@ -39,6 +39,13 @@ impl Endpoints {
     pub async fn poll(&self, channels: &str, since: Option<&str>) -> Value {
         let query = since.map_or(String::new(), |c| format!("?since={c}"));
         get_json(&self.url(&format!("/poll/{channels}{query}"))).await
+    }
+
+    /// Long-polls `channels` from `since`, held for at most `timeout`
+    /// seconds; asserts a 200 and answers the JSON reply.
+    pub async fn longpoll(&self, channels: &str, since: &str, timeout: u64) -> Value {
+        let path = format!("/longpoll/{channels}?since={since}&timeout={timeout}");
+        get_json(&self.url(&path)).await
     }
 
     /// The current cursor of `channels`, from a short poll.
