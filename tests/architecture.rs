@@ -86,7 +86,11 @@ impl Manifest {
         };
         let mut out = Vec::new();
         for (kind, dep) in &self.deps {
-            let ok = if dep == "herald-testkit" {
+            // A crate may name itself as a dev-dependency to turn on a
+            // feature for its own tests (the bus's contract suite).
+            let ok = if dep == name {
+                *kind == Kind::Dev
+            } else if dep == "herald-testkit" {
                 kit && *kind == Kind::Dev
             } else if TRANSPORTS.contains(&dep.as_str()) {
                 // Only the server (and the packages above it) mount

@@ -1,6 +1,7 @@
 //! The engine's own settings: where Redis is and how patient to be with it.
-//! History bounds are not here: they are the bus's [`herald_bus::Config`],
-//! shared with the memory engine so that both behave alike.
+//! History bounds and the clock are not here: they are the bus's
+//! [`herald_bus::Config`], the one value either engine is built from, so that
+//! both behave alike.
 
 use std::time::Duration;
 

@@ -9,7 +9,7 @@
 
 use std::{io, net::SocketAddr, ops::Deref};
 
-use herald_server::{Args, Config, EngineKind, Herald, bus::Bus};
+use herald_server::{Args, Config, Herald};
 use tokio::{net::TcpListener, runtime::Runtime, sync::oneshot, task::JoinHandle};
 
 use crate::Endpoints;
@@ -112,22 +112,12 @@ impl Server {
     }
 }
 
-/// The one place the kit builds a gateway from a configuration, so that it
-/// gets the engine the configuration names, as the binary does.
+/// The one place the kit builds a gateway from a configuration: the
+/// engine the configuration names, exactly as the binary gets it.
 async fn herald(config: Config) -> Herald {
-    match config.engine {
-        EngineKind::Memory => Herald::new(config).expect("a valid configuration"),
-        EngineKind::Redis => {
-            let redis = herald_redis::Config {
-                url: config.redis_url.clone(),
-                ..herald_redis::Config::default()
-            };
-            let engine = herald_redis::RedisEngine::connect(&redis, config.history.clone())
-                .await
-                .expect("the Redis engine connects");
-            Herald::with_bus(config, Bus::new(engine)).expect("a valid configuration")
-        }
-    }
+    Herald::connect(config)
+        .await
+        .unwrap_or_else(|e| panic!("herald cannot start: {e}"))
 }
 
 async fn bind(addr: SocketAddr) -> TcpListener {
