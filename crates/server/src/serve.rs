@@ -30,7 +30,7 @@ use std::{
 
 use bytes::Bytes;
 use herald_http::{Body, Code, ConnectionPermit, Public};
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::{
@@ -61,6 +61,16 @@ const MAX_REFUSING: usize = 256;
 /// The most a refused connection is kept: time to read its request and
 /// take the answer.
 const REFUSE_TIME: Duration = Duration::from_secs(1);
+
+/// The most an idle connection's goodbye may take.
+const IDLE_GOODBYE: Duration = Duration::from_secs(1);
+
+/// Why a connection's serving stopped.
+enum Ended<R> {
+    Done(R),
+    Draining,
+    Idle,
+}
 
 /// Idle time before the kernel starts probing a silent peer, and the
 /// interval of its probes.
@@ -161,22 +171,31 @@ pub(crate) async fn accept(
                 None => (stream, Bytes::new()),
             };
             let activity = Arc::new(Activity::default());
-            let service = carrying(service, permit, activity.clone());
+            let service = carrying(service, permit, activity.clone(), stop.clone());
             let conn = builder.serve_connection_with_upgrades(
                 TokioIo::new(Rewind::new(stream, prefix)),
                 TowerToHyperService::new(service),
             );
             tokio::pin!(conn);
             let ended = tokio::select! {
-                r = conn.as_mut() => Some(r),
-                () = stop.cancelled() => None,
-                () = activity.idle(idle_timeout) => None,
+                r = conn.as_mut() => Ended::Done(r),
+                () = stop.cancelled() => Ended::Draining,
+                () = activity.idle(idle_timeout) => Ended::Idle,
             };
             let result = match ended {
-                Some(r) => r,
-                None => {
+                Ended::Done(r) => r,
+                Ended::Draining => {
                     conn.as_mut().graceful_shutdown();
                     conn.await
+                }
+                Ended::Idle => {
+                    // Nothing is in progress: HTTP/2's goodbye needs one
+                    // round trip, which a peer that does not answer does
+                    // not get to stretch.
+                    conn.as_mut().graceful_shutdown();
+                    tokio::time::timeout(IDLE_GOODBYE, conn)
+                        .await
+                        .unwrap_or(Ok(()))
                 }
             };
             if let Err(e) = result {
@@ -300,19 +319,28 @@ async fn refuse(mut stream: TcpStream, answer: &[u8]) {
 }
 
 /// `service`, with the connection's permit in every request's extensions
-/// (a WebSocket upgrade takes it along) and each request counted as
-/// activity until its response body is dropped.
+/// (a WebSocket upgrade takes it along), each request counted as activity
+/// until its response body is dropped, and `connection: close` on HTTP/1.1
+/// responses made once the drain has begun (hyper closes the connection
+/// after them, and says so only when it is not already writing one).
 fn carrying(
     service: BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible>,
     permit: ConnectionPermit,
     activity: Arc<Activity>,
+    stop: CancellationToken,
 ) -> BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible> {
     BoxCloneSyncService::new(service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(permit.clone());
         let busy = activity.begin();
+        let http1 = req.version() == Version::HTTP_11;
         let answer = service.clone().oneshot(req);
+        let stop = stop.clone();
         async move {
-            let res = answer.await?;
+            let mut res = answer.await?;
+            if http1 && stop.is_cancelled() && res.status() != StatusCode::SWITCHING_PROTOCOLS {
+                res.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             Ok(res.map(|body| {
                 body.map_frame(move |frame| {
                     busy.keep();
