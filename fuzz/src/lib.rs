@@ -234,6 +234,16 @@ fn server() -> &'static Server {
             .enable_all()
             .build()
             .expect("a client runtime");
+        // A fuzz binary has no Rust `main`, so SIGPIPE keeps its default
+        // action and a write to a socket the peer closed kills the process.
+        // The herald binary ignores it (the Rust runtime does); so does
+        // this one, by handling it (a handler, once set, stays for the
+        // life of the process).
+        {
+            let _guard = rt.enter();
+            let _handled = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::pipe())
+                .expect("a SIGPIPE handler");
+        }
         Server {
             rt,
             public,
