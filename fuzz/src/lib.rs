@@ -65,8 +65,7 @@ pub fn since(data: &[u8]) {
         return;
     };
     let gw = gateway();
-    let res = gw.rt.block_on(gw.herald.public_service().oneshot(req));
-    check(res.unwrap_or_else(|e| match e {}), &gw.rt);
+    check(gw.public(req), &gw.rt);
 }
 
 /// A `Last-Event-ID` header on `HEAD /sse/c`: answered 200 exactly when
@@ -83,10 +82,7 @@ pub fn last_event_id(data: &[u8]) {
         .body(Empty::<Bytes>::new())
         .expect("a fixed request");
     let gw = gateway();
-    let res = gw
-        .rt
-        .block_on(gw.herald.public_service().oneshot(req))
-        .unwrap_or_else(|e| match e {});
+    let res = gw.public(req);
     let status = res.status();
     let code = check(res, &gw.rt);
     if valid {
@@ -106,11 +102,7 @@ pub fn batch(data: &[u8]) {
         .body(Full::new(Bytes::copy_from_slice(data)))
         .expect("a fixed request");
     let gw = gateway();
-    let res = gw
-        .rt
-        .block_on(gw.herald.internal_service().oneshot(req))
-        .unwrap_or_else(|e| match e {});
-    check(res, &gw.rt);
+    check(gw.internal(req), &gw.rt);
 }
 
 /// A WebSocket client frame on `/ws`: text when the input is UTF-8, else
@@ -185,6 +177,22 @@ pub fn http_head(data: &[u8]) {
 struct Gateway {
     rt: Runtime,
     herald: Herald,
+}
+
+impl Gateway {
+    /// One request through the public service.
+    fn public(&self, req: Request<Empty<Bytes>>) -> Response<herald_http::Body> {
+        let res = self.rt.block_on(self.herald.public_service().oneshot(req));
+        res.unwrap_or_else(|e| match e {})
+    }
+
+    /// One request through the internal service.
+    fn internal(&self, req: Request<Full<Bytes>>) -> Response<herald_http::Body> {
+        let res = self
+            .rt
+            .block_on(self.herald.internal_service().oneshot(req));
+        res.unwrap_or_else(|e| match e {})
+    }
 }
 
 fn gateway() -> &'static Gateway {
