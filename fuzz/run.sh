@@ -21,7 +21,7 @@ jobs=${JOBS:-1}
 targets=${TARGETS:-$(cargo fuzz list)}
 work=${FUZZ_WORK:-target/fuzz-work}
 export RUSTC_BOOTSTRAP=1
-cargo fuzz build -s none $targets >/dev/null 2>&1 || cargo fuzz build -s none
+cargo fuzz build -s none
 
 one() {
   local t=$1 log="$work/$1.log"
@@ -33,8 +33,13 @@ one() {
   local rc=$?
   set -e
   local runs crashes
-  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-  crashes=$(grep -c '^artifact_prefix\|Test unit written to' "$log" || true)
+  # The final stats are missing when the target died: then the last
+  # progress line's count (#N) is the best figure.
+  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
+  [ -n "$runs" ] || runs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#' || true)
+  crashes=$(grep -c 'Test unit written to' "$log" || true)
+  # exit is libFuzzer's status: 0 for a clean run, non-zero for a crash,
+  # a leak, a timeout or a signal libFuzzer does not catch.
   printf '%-14s %10s executions in %ss  crashes: %s  exit %s  (log %s)\n' \
     "$t" "${runs:-?}" "$secs" "$crashes" "$rc" "$log"
   grep 'Test unit written to' "$log" || true
