@@ -12,6 +12,12 @@
 //! from a buffer that lives only for that write. An idle stream then costs
 //! its task, its response body and its subscription.
 //!
+//! A reader that stops reading costs one frame: the next is pulled from
+//! the response body only once the socket took the last, and a socket that
+//! takes no byte for the send timeout closes the connection. During a
+//! drain the last bytes of each held response wait a random part of the
+//! drain spread, and a head not yet written says `connection: close`.
+//!
 //! It serves only what it fully understands: `GET` or `HEAD` over
 //! HTTP/1.1 on a held route, with no request body and no upgrade. Anything
 //! else (HTTP/2, HTTP/1.0, other routes and methods, a head that is

@@ -15,8 +15,11 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{Herald, internal, lean, serve};
 
 /// Serves `herald` on both listeners until `signal` resolves, then drains:
-/// stops accepting, tells every long-lived response to end, and waits for
-/// open connections and tasks for at most the configured drain time.
+/// stops accepting, tells every long-lived response to end (held HTTP/1.1
+/// responses end spread over the configured drain spread), and waits for
+/// open connections and tasks for at most the configured drain time. The
+/// listeners keep the backlog they were made with; warnings about an
+/// exposed internal listener are logged at start.
 pub async fn run(
     herald: Herald,
     public: TcpListener,
