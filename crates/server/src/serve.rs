@@ -423,6 +423,24 @@ mod tests {
         assert!(unlimited.enter(b).is_none());
     }
 
+    #[tokio::test]
+    async fn accepted_sockets_get_keepalive_and_the_user_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        tune(&accepted, Duration::from_secs(7));
+        let socket = socket2::SockRef::from(&accepted);
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(socket.tcp_keepalive_time().unwrap(), KEEPALIVE_TIME);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        assert_eq!(
+            socket.tcp_user_timeout().unwrap(),
+            Some(Duration::from_secs(7))
+        );
+    }
+
     #[test]
     fn the_refusal_is_a_json_503_that_closes() {
         let text = String::from_utf8(overloaded().to_vec()).unwrap();
