@@ -419,9 +419,11 @@ async fn a_stalled_publish_times_out_with_408() {
     let s = Server::start(&["--request-timeout", "1"]).await;
     let mut sock = tokio::net::TcpStream::connect(s.internal).await.unwrap();
     // Headers promise 10 bytes; only 3 arrive.
-    sock.write_all(b"POST /publish/slow HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc")
-        .await
-        .unwrap();
+    sock.write_all(
+        b"POST /publish/slow HTTP/1.1\r\nhost: localhost\r\ncontent-length: 10\r\n\r\nabc",
+    )
+    .await
+    .unwrap();
     let mut buf = vec![0u8; 4096];
     let n = tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf))
         .await

@@ -81,8 +81,9 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Window over which a drain spreads the ends of held requests and
     /// streams, each at a random point of it, so that their clients do not
-    /// all come back at the same instant. Must be shorter than
-    /// `drain_timeout`; zero ends them all at once. Default 5 s.
+    /// all come back at the same instant. At most half of `drain_timeout`
+    /// is used (a longer one is cut to that, so that the drain ends in
+    /// time); zero ends them all at once. Default 5 s.
     pub drain_spread: Duration,
     /// Host names (with or without a port) the internal listener answers
     /// to; other `Host` headers get 403 `host_not_allowed` (the DNS
@@ -233,6 +234,12 @@ impl fmt::Display for EngineKind {
 pub struct ConfigError(pub String);
 
 impl Config {
+    /// The drain spread in force: `drain_spread`, cut to half of
+    /// `drain_timeout`.
+    pub(crate) fn effective_drain_spread(&self) -> Duration {
+        self.drain_spread.min(self.drain_timeout / 2)
+    }
+
     /// Checks the values against each other. Fails naming the first option
     /// that is out of range.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -279,9 +286,6 @@ impl Config {
             if value.is_zero() {
                 return Err(ConfigError(format!("{name} must be at least 1 second")));
             }
-        }
-        if self.drain_spread >= self.drain_timeout {
-            return fail("drain-spread must be shorter than drain-timeout");
         }
         if self.listen_backlog == 0 {
             return fail("listen-backlog must be at least 1");
@@ -375,15 +379,7 @@ mod tests {
 
     #[test]
     fn connection_options_are_checked_by_name() {
-        let defaults = Config::default();
         for (c, option) in [
-            (
-                Config {
-                    drain_spread: defaults.drain_timeout,
-                    ..Config::default()
-                },
-                "drain-spread",
-            ),
             (
                 Config {
                     send_timeout: Duration::ZERO,
@@ -408,6 +404,19 @@ mod tests {
         ] {
             assert!(c.validate().unwrap_err().0.contains(option), "{option}");
         }
+    }
+
+    #[test]
+    fn the_drain_spread_fits_in_the_drain() {
+        let secs = Duration::from_secs;
+        let c = Config::default();
+        assert_eq!(c.effective_drain_spread(), secs(5));
+        let c = Config {
+            drain_timeout: secs(4),
+            ..Config::default()
+        };
+        c.validate().unwrap();
+        assert_eq!(c.effective_drain_spread(), secs(2));
     }
 
     #[test]

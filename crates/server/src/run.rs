@@ -38,7 +38,7 @@ pub async fn run(
         header_read_timeout: config.header_read_timeout,
         send_timeout: config.send_timeout,
         idle_timeout: config.idle_timeout,
-        drain_spread: config.drain_spread,
+        drain_spread: config.effective_drain_spread(),
     };
     let lean = lean::Routes {
         service: herald.public_service(),

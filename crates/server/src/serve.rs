@@ -21,17 +21,19 @@ use std::{
     collections::HashMap,
     convert::Infallible,
     net::IpAddr,
+    pin::Pin,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
+    task::{Context, Poll},
     time::Duration,
 };
 
 use bytes::Bytes;
 use herald_http::{Body, Code, ConnectionPermit, Public};
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
-use http_body_util::BodyExt;
+use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -341,15 +343,36 @@ fn carrying(
                 res.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            Ok(res.map(|body| {
-                body.map_frame(move |frame| {
-                    busy.keep();
-                    frame
-                })
-                .boxed_unsync()
-            }))
+            Ok(res.map(|body| Body::new(Counted { body, _busy: busy })))
         }
     }))
+}
+
+/// A response body that keeps its request counted as in progress until
+/// it is dropped; otherwise the body itself, length included.
+struct Counted {
+    body: Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Requests in progress on one connection, for the idle limit.
@@ -380,11 +403,6 @@ impl Activity {
             }
         }
     }
-}
-
-impl Busy {
-    /// Keeps the request counted while its body is alive.
-    fn keep(&self) {}
 }
 
 impl Drop for Busy {

@@ -153,7 +153,7 @@ pub(crate) static SECTIONS: &[Section] = &[
             Opt::new(
                 "drain-spread",
                 &Secs(at!(drain_spread)),
-                "Seconds over which a drain spreads the ends of held requests and streams; below drain-timeout",
+                "Seconds over which a drain spreads the ends of held requests and streams; at most half of drain-timeout is used",
             ),
             Opt::new(
                 "internal-hosts",
