@@ -1,6 +1,7 @@
 //! The engine's own settings: where Redis is and how patient to be with it.
-//! History bounds are not here: they are the bus's [`herald_bus::Config`],
-//! shared with the memory engine so that both behave alike.
+//! History bounds and the clock are not here: they are the bus's
+//! [`herald_bus::Config`], the one value either engine is built from, so that
+//! both behave alike.
 //!
 //! The URL may carry a password, so `Debug` shows it without one.
 
@@ -70,5 +71,21 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("redis://***@db.example:6379/0"), "{shown}");
         assert!(format!("{:?}", Config::default()).contains("redis://127.0.0.1:6379"));
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        let redacted = |url: &str| {
+            Config {
+                url: url.into(),
+                ..Config::default()
+            }
+            .redacted_url()
+        };
+        assert_eq!(
+            redacted("redis://user:s3cret@10.0.0.5:6379/2"),
+            "redis://***@10.0.0.5:6379/2"
+        );
+        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 }
