@@ -2,8 +2,8 @@
 //! for embedders alike ([`Herald::connect`](crate::Herald::connect)).
 //!
 //! The history bounds are one value, `Config::history`, handed to whichever
-//! engine runs; the Redis settings (URL, key prefix, timeout) are
-//! `Config::redis`. What an engine does is its own crate's business.
+//! engine runs, and the Redis settings (URL, key prefix, timeout) are one
+//! value, `Config::redis`. What an engine does is its own crate's business.
 
 use herald_bus::Bus;
 

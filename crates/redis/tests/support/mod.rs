@@ -4,7 +4,7 @@
 
 // Each test file uses a part of the fixture.
 #[allow(dead_code)]
-#[path = "../../../../tests/support/redis.rs"]
+#[path = "../../../testkit/src/redis.rs"]
 mod redis_server;
 
 use std::{path::Path, process::Command, time::Duration};
