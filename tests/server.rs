@@ -204,7 +204,7 @@ fn help_never_prints_a_secret_from_the_environment() {
     let token = "t0ken-from-env";
     let password = "pa55word-from-env";
     let url = format!("redis://user:{password}@127.0.0.1:6379");
-    let out = herald(
+    let out = Binary::output(
         &["--help"],
         &[("HERALD_PUBLISH_TOKEN", token), ("HERALD_REDIS_URL", &url)],
     );
@@ -214,7 +214,7 @@ fn help_never_prints_a_secret_from_the_environment() {
     assert!(!help.contains(token), "{help}");
     assert!(!help.contains(password), "{help}");
     // A value that is not secret is still shown.
-    let out = herald(&["--help"], &[("HERALD_MAX_BODY", "4096")]);
+    let out = Binary::output(&["--help"], &[("HERALD_MAX_BODY", "4096")]);
     assert!(
         String::from_utf8(out.stdout)
             .unwrap()

@@ -151,7 +151,7 @@ fn flags_config(flags: &[&str]) -> Config {
         .into_iter()
         .chain(["--internal-addr", "127.0.0.1:0"])
         .chain(flags.iter().copied());
-    <Args as clap::Parser>::try_parse_from(argv)
+    Args::try_parse_from(argv)
         .unwrap_or_else(|e| panic!("bad flags {flags:?}: {e}"))
         .resolve()
         .unwrap_or_else(|e| panic!("bad configuration {flags:?}: {e}"))
