@@ -335,6 +335,11 @@ class Subscription {
 const RUNNERS = { ws: runWs, sse: runSse, longpoll: runLongpoll, poll: runPoll };
 
 async function runWs(sub, signal) {
+  // Fix the starting position as early as possible even here, where the
+  // `subscribed` reply would give one, so that a fallback starts from it.
+  const early = await catching(signal, () => sub.ensurePosition(signal));
+  if (typeof early === "object" && early) return early;
+  if (signal.aborted) return signal.reason;
   const token = await sub.herald.token(sub.expired);
   sub.expired = false;
   return new Promise((resolve) => {

@@ -134,8 +134,8 @@ export class Herald {
  * A TCP proxy in front of herald's public listener, like a load balancer or
  * a corporate proxy the page has to go through. Modes, all switchable live:
  * `down` (every connection is closed at once: the gateway is unreachable),
- * `refuseWs` (an upgrade request gets 403), `bufferSse` (an SSE response is
- * held back, as a buffering proxy does), and `cut()` (drop every open
+ * `refuseWs` (an upgrade request gets 403), `bufferSse` (an SSE response's
+ * head goes through and its body is held back, as a buffering proxy does), and `cut()` (drop every open
  * connection). When herald itself is unreachable it answers 502, as a
  * reverse proxy does.
  */
@@ -196,8 +196,14 @@ export class Proxy {
       upstream.connected = true;
       for (const c of pending.splice(0)) upstream.write(c);
     });
+    let headSent = false;
     upstream.on("data", (chunk) => {
-      if (!held) client.write(chunk);
+      if (!held) return client.write(chunk);
+      // Buffering: the response head goes through, the body is held back.
+      if (headSent) return;
+      const end = chunk.indexOf("\r\n\r\n");
+      if (end >= 0) client.write(chunk.subarray(0, end + 4));
+      headSent = true;
     });
     client.on("close", () => upstream.destroy());
   }
