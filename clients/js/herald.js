@@ -337,9 +337,8 @@ const RUNNERS = { ws: runWs, sse: runSse, longpoll: runLongpoll, poll: runPoll }
 async function runWs(sub, signal) {
   // Fix the starting position as early as possible even here, where the
   // `subscribed` reply would give one, so that a fallback starts from it.
-  const early = await catching(signal, () => sub.ensurePosition(signal));
-  if (typeof early === "object" && early) return early;
-  if (signal.aborted) return signal.reason;
+  const fatal = await bestEffortPosition(sub, signal);
+  if (fatal) return fatal;
   const token = await sub.herald.token(sub.expired);
   sub.expired = false;
   return new Promise((resolve) => {
@@ -432,8 +431,9 @@ function closeOutcome(code) {
 }
 
 async function runSse(sub, signal) {
-  const early = await catching(signal, () => sub.ensurePosition(signal));
-  if (early) return early;
+  // Without a position the stream starts now and its first event gives one.
+  const fatal = await bestEffortPosition(sub, signal);
+  if (fatal) return fatal;
   const token = await sub.herald.token(sub.expired);
   sub.expired = false;
   const url = sub.herald.url(`/sse/${sub.channels.join(",")}`, { since: sub.position.encode(), token });
@@ -523,6 +523,16 @@ async function httpLoop(sub, signal, path, params, limit, pause) {
       return sub.upSince ? "lost" : "refused";
     }
   }
+}
+
+/**
+ * Asks where "now" is for a transport that can also start without it; only
+ * a refusal that retrying cannot fix (or the end of the connection) counts.
+ */
+async function bestEffortPosition(sub, signal) {
+  const early = await catching(signal, () => sub.ensurePosition(signal));
+  if (signal.aborted) return signal.reason;
+  return early && typeof early === "object" ? early : null;
 }
 
 async function catching(signal, f) {

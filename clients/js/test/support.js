@@ -148,6 +148,9 @@ export class Proxy {
     p.refuseWs = false;
     p.bufferSse = false;
     p.accepted = 0;
+    // Request heads seen, and a hook that may answer one instead of herald.
+    p.heads = [];
+    p.intercept = null;
     p.server = net.createServer((c) => p.accept(c));
     await new Promise((r) => p.server.listen(0, "127.0.0.1", r));
     p.port = p.server.address().port;
@@ -172,6 +175,13 @@ export class Proxy {
     const pending = [];
     client.on("data", (chunk) => {
       const head = chunk.toString("latin1");
+      if (/^[A-Z]+ \S+ HTTP\/1/.test(head)) this.heads.push(head.split("\r\n\r\n")[0]);
+      const answer = this.intercept?.(head);
+      if (answer) {
+        client.end(answer);
+        upstream?.destroy();
+        return;
+      }
       if (this.refuseWs && /^upgrade:\s*websocket/im.test(head)) {
         client.end("HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
         upstream?.destroy();
