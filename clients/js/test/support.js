@@ -147,8 +147,11 @@ export async function staticServer(routes = {}) {
       res.writeHead(404).end();
       return;
     }
-    res.writeHead(200, { "content-type": types[path.extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });
-    res.end(typeof file === "function" ? file() : readFileSync(file));
+    // A route is a file, or a function that returns a page.
+    const page = typeof file === "function";
+    const type = page ? "text/html" : (types[path.extname(file)] ?? "application/octet-stream");
+    res.writeHead(200, { "content-type": type, "cache-control": "no-store" });
+    res.end(page ? file() : readFileSync(file));
   });
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
   return { url: `http://127.0.0.1:${server.address().port}`, close: () => server.close() };
