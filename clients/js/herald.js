@@ -505,10 +505,16 @@ async function runPoll(sub, signal) {
 async function httpLoop(sub, signal, path, params, limit, pause) {
   const early = await catching(signal, () => sub.ensurePosition(signal));
   if (early) return early;
+  // A long poll answers only when there is news: the first request of a
+  // connection is a short poll, so that the connection shows it works (and
+  // catches up) at once.
+  let first = true;
   for (;;) {
     let res;
     try {
-      const url = sub.herald.url(`/${path}/${sub.channels.join(",")}`, { ...params, since: sub.position.encode() });
+      const [p, q] = first ? ["poll", {}] : [path, params];
+      first = false;
+      const url = sub.herald.url(`/${p}/${sub.channels.join(",")}`, { ...q, since: sub.position.encode() });
       res = await fetchWithin(url, { headers: await sub.headers(sub.expired), signal, cache: "no-store" }, limit);
       sub.expired = false;
       const verdict = await httpVerdict(res);

@@ -56,7 +56,7 @@ describe("resume", { skip }, () => {
       const [gone, kept] = [`del-${transport}`, `keep-${transport}`];
       await r.herald.publish(gone, ["exists"]);
       await subscribe(page, r.proxy.url, [gone, kept], { ...OPTIONS, transports: [transport] });
-      await sleep(300);
+      await until(async () => (await r.herald.subscribers(gone)) > 0, 10000, "the subscription to be held");
       assert.equal((await r.herald.deleteChannel(gone)).deleted, true);
       await until(async () => (await log(page)).gaps.length >= 1, 10000, "the gap");
       const ids = await r.herald.publish(kept, ["after"]);

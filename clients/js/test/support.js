@@ -127,6 +127,12 @@ export class Herald {
     return (await res.json()).messages.map((m) => m.id);
   }
 
+  /** Live subscriptions to `channel` (held long polls, streams, sockets). */
+  async subscribers(channel) {
+    const res = await fetch(`${this.internal}/channels/${channel}`);
+    return res.ok ? (await res.json()).subscribers : 0;
+  }
+
   async deleteChannel(channel) {
     const res = await fetch(`${this.internal}/channels/${channel}`, { method: "DELETE" });
     return res.json();
