@@ -183,7 +183,6 @@ class Subscription {
       this.index = 0;
       return;
     }
-    if (outcome === "rechannel") return;
     if (outcome === "expired") this.expired = true;
     if (outcome === "refused" || outcome === "buffered") {
       // Refused or buffered: is it this transport, or is the gateway away?
@@ -268,22 +267,21 @@ class Subscription {
   }
 
   /**
-   * Reports a gap. Deleted channels leave the subscription; returns true
-   * when the channel list changed.
+   * Reports a gap. Deleted channels leave the subscription (the next request
+   * or reconnect no longer names them); with none left, it closes.
    */
   gap(channels, reason) {
     const named = channels.filter((c) => this.channels.includes(c));
-    if (!named.length) return false;
+    if (!named.length) return;
     try {
       this.onGap({ channels: named, reason });
     } catch (e) {
       reportLater(e);
     }
-    if (reason !== "deleted") return false;
+    if (reason !== "deleted") return;
     this.channels = this.channels.filter((c) => !named.includes(c));
     this.position.forget(named);
     if (!this.channels.length) queueMicrotask(() => this.close());
-    return true;
   }
 
   /** The headers of an HTTP request, with the token when there is one. */
@@ -309,18 +307,16 @@ class Subscription {
     return null;
   }
 
-  /** Applies one poll or long-poll answer. Returns "rechannel" when channels were deleted. */
+  /** Applies one poll or long-poll answer. */
   applyBody(body) {
-    let changed = false;
     if (body.gap) {
       const gone = body.gone ?? [];
       const missed = body.gaps ?? (gone.length ? [] : this.channels);
       if (missed.length) this.gap(missed, "history");
-      if (gone.length) changed = this.gap(gone, "deleted");
+      if (gone.length) this.gap(gone, "deleted");
     }
     for (const m of body.messages) this.deliver(m);
     this.position.apply(body.cursor);
-    return changed ? "rechannel" : null;
   }
 }
 
@@ -328,9 +324,9 @@ class Subscription {
 // Transports. Each runs one connection until it ends and says how it ended:
 // "refused" (never worked), "buffered" (opened, delivered nothing while
 // herald had written), "lost" (worked, then broke), "soon" (the server asked
-// to reconnect, e.g. shutting down), "expired" (token), "rechannel"
-// (channels deleted), "upgrade" (time to try the better transport), or
-// `{ error }` for a refusal that retrying cannot fix.
+// to reconnect, e.g. shutting down), "expired" (token), "upgrade" (time to
+// try the better transport), "closed", or `{ error }` for a refusal that
+// retrying cannot fix.
 
 const RUNNERS = { ws: runWs, sse: runSse, longpoll: runLongpoll, poll: runPoll };
 
@@ -477,9 +473,9 @@ async function runSse(sub, signal) {
 function sseEvent(sub, ev) {
   if (ev.event === "herald.gap") {
     const { channels, reason } = JSON.parse(ev.data);
-    const changed = sub.gap(channels, reason);
+    sub.gap(channels, reason);
     if (ev.id) sub.position.apply(ev.id);
-    return changed ? "rechannel" : null;
+    return null;
   }
   if (ev.event === "herald.expired") {
     sub.expired = true;
@@ -521,8 +517,7 @@ async function httpLoop(sub, signal, path, params, limit, pause) {
       if (verdict) return sub.upSince ? (verdict === "refused" ? "lost" : verdict) : verdict;
       const body = await res.json();
       sub.up();
-      const end = sub.applyBody(body);
-      if (end) return end;
+      sub.applyBody(body);
       if (!body.messages.length && pause) await delay(pause, signal);
     } catch (e) {
       if (signal.aborted) return signal.reason;
