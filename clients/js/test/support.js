@@ -21,10 +21,12 @@ export const here = path.dirname(fileURLToPath(import.meta.url));
 export const clientDir = path.resolve(here, "..");
 export const repoDir = path.resolve(clientDir, "../..");
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+// npm runs the tests in clients/js; a relative HERALD_BIN means the caller's directory.
+const HERALD_BIN = process.env.HERALD_BIN && path.resolve(process.env.INIT_CWD ?? process.cwd(), process.env.HERALD_BIN);
 
 /** Why the browser tests cannot run here, or null. */
 export async function missing() {
-  if (!process.env.HERALD_BIN || !existsSync(process.env.HERALD_BIN)) return "HERALD_BIN is not set to the herald binary";
+  if (!HERALD_BIN || !existsSync(HERALD_BIN)) return "HERALD_BIN is not set to the herald binary";
   if (!existsSync(CHROMIUM)) return `${CHROMIUM} is missing (apt-get install chromium)`;
   try {
     await import("playwright-core");
@@ -80,7 +82,7 @@ export class Herald {
 
   async spawn() {
     this.proc = spawn(
-      process.env.HERALD_BIN,
+      HERALD_BIN,
       [
         "--public-addr", `127.0.0.1:${this.publicPort}`,
         "--internal-addr", `127.0.0.1:${this.internalPort}`,
