@@ -371,10 +371,10 @@ async function runWs(sub, signal) {
       clearTimeout(openTimer);
       subscribe();
       probeTimer.id = setTimeout(() => finish("buffered"), sub.o.probe);
+      // The oldest unanswered ping decides: its pong is due within pongTimeout.
       pingTimer = setInterval(() => {
         send({ type: "ping", ref: "herald.js" });
-        clearTimeout(pongTimer);
-        pongTimer = setTimeout(() => finish("lost"), sub.o.pongTimeout);
+        pongTimer ??= setTimeout(() => finish("lost"), sub.o.pongTimeout);
       }, sub.o.ping);
     };
     ws.onmessage = async (e) => {
@@ -401,6 +401,7 @@ async function runWs(sub, signal) {
           break;
         case "pong":
           clearTimeout(pongTimer);
+          pongTimer = null;
           break;
         case "expired":
           send({ type: "auth", token: await sub.herald.token(true) });

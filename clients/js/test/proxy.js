@@ -9,8 +9,9 @@ import net from "node:net";
  * `down` (every connection is closed at once: the gateway is unreachable),
  * `refuseWs` (an upgrade request gets 403), `bufferSse` (an SSE response's
  * head goes through and its body is held back, as a buffering proxy does),
- * `intercept` (a function that may answer a request head itself), and
- * `cut()` (drop every open connection). When herald itself is unreachable it
+ * `intercept` (a function that may answer a request head itself),
+ * `freeze()` (open connections go silent) and `cut()` (drop every open
+ * connection). When herald itself is unreachable it
  * answers 502, as a reverse proxy does.
  */
 export class Proxy {
@@ -43,12 +44,15 @@ export class Proxy {
       return;
     }
     this.sockets.add(client);
+    // A frozen connection stays open but carries nothing either way.
+    client.frozen = false;
     client.on("close", () => this.sockets.delete(client));
     client.on("error", () => {});
     let upstream = null;
     let held = false;
     const pending = [];
     client.on("data", (chunk) => {
+      if (client.frozen) return;
       const head = chunk.toString("latin1");
       if (/^[A-Z]+ \S+ HTTP\/1/.test(head)) this.heads.push(head.split("\r\n\r\n")[0]);
       const answer = this.intercept?.(head);
@@ -83,6 +87,7 @@ export class Proxy {
     });
     let headSent = false;
     upstream.on("data", (chunk) => {
+      if (client.frozen) return;
       if (!held) return client.write(chunk);
       // Buffering: the response head goes through, the body is held back.
       if (headSent) return;
@@ -91,6 +96,14 @@ export class Proxy {
       headSent = true;
     });
     client.on("close", () => upstream.destroy());
+  }
+
+  /**
+   * Silences every open connection without closing it, as a NAT that forgot
+   * them or a network that went away under an idle socket does.
+   */
+  freeze() {
+    for (const s of this.sockets) s.frozen = true;
   }
 
   /** Drops every open connection, both ways; returns how many there were. */
