@@ -2,10 +2,9 @@
 // buffers SSE, and the move back to the better transport once it works.
 
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
-import { exactly, log, rig, skipUnlessReady, sleep, until } from "./support.js";
+import { test } from "node:test";
+import { exactly, log, sleep, suite, until } from "./support.js";
 
-const skip = await skipUnlessReady();
 const OPTIONS = { backoff: { base: 200, cap: 2000 }, pollInterval: 300, hold: 5 };
 
 /** Starts a subscription and publishes `n` messages, one every `every` ms, from the moment its position is fixed. */
@@ -20,12 +19,7 @@ async function follow(r, page, channel, options, n, every) {
   return ids;
 }
 
-describe("fallback", { skip }, () => {
-  let r;
-  before(async () => {
-    r = await rig();
-  });
-  after(() => r?.close());
+await suite("fallback", [], (r) => {
 
   test("WebSocket refused: falls back to SSE, nothing lost", async () => {
     r.proxy.refuseWs = true;

@@ -3,18 +3,12 @@
 // (WebSocket) or the missing heartbeat (SSE) and reconnects, losing nothing.
 
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
-import { exactly, log, rig, skipUnlessReady, subscribe, until } from "./support.js";
+import { test } from "node:test";
+import { exactly, log, subscribe, suite, until } from "./support.js";
 
-const skip = await skipUnlessReady();
 const OPTIONS = { backoff: { base: 200, cap: 2000 }, ping: 1000, pongTimeout: 1000, idleTimeout: 2500 };
 
-describe("liveness", { skip }, () => {
-  let r;
-  before(async () => {
-    r = await rig(["--sse-heartbeat", "1"]);
-  });
-  after(() => r?.close());
+await suite("liveness", ["--sse-heartbeat", "1"], (r) => {
 
   for (const transport of ["ws", "sse"]) {
     test(`a silent ${transport} connection is replaced`, async () => {

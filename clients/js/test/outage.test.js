@@ -3,17 +3,11 @@
 // browser coming back online reconnects at once, whatever the backoff.
 
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
-import { exactly, log, rig, skipUnlessReady, sleep, subscribe, until } from "./support.js";
+import { test } from "node:test";
+import { exactly, log, sleep, subscribe, suite, until } from "./support.js";
 
-const skip = await skipUnlessReady();
 
-describe("outage", { skip }, () => {
-  let r;
-  before(async () => {
-    r = await rig();
-  });
-  after(() => r?.close());
+await suite("outage", [], (r) => {
 
   test("gateway unreachable for 10 s: jittered backoff, then nothing lost", async () => {
     const page = await r.page();

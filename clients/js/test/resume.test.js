@@ -1,19 +1,13 @@
 // Resuming from a stored cursor, deleted channels, and a restarted server.
 
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
-import { exactly, log, rig, skipUnlessReady, sleep, subscribe, until } from "./support.js";
+import { test } from "node:test";
+import { exactly, log, sleep, subscribe, suite, until } from "./support.js";
 
-const skip = await skipUnlessReady();
 const OPTIONS = { backoff: { base: 200, cap: 2000 }, pollInterval: 300, hold: 5 };
 const TRANSPORTS = ["ws", "sse", "longpoll", "poll"];
 
-describe("resume", { skip }, () => {
-  let r;
-  before(async () => {
-    r = await rig();
-  });
-  after(() => r?.close());
+await suite("resume", [], (r) => {
 
   // A cursor stored on one transport resumes on the next, as a page would
   // store it in localStorage and resume after a reload.

@@ -13,6 +13,7 @@ import http from "node:http";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { after, before, describe } from "node:test";
 import { Proxy } from "./proxy.js";
 
 export { Proxy };
@@ -198,6 +199,21 @@ export async function rig(heraldArgs = []) {
       await herald.stop();
     },
   };
+}
+
+/**
+ * A suite of tests sharing one rig (herald started with `heraldArgs`);
+ * `body(r)` declares the tests, and `r` is filled in before they run.
+ * Skips loudly (fails under CI=true) when the browser tests cannot run.
+ */
+export async function suite(name, heraldArgs, body) {
+  const skip = await skipUnlessReady();
+  describe(name, { skip }, () => {
+    const r = {};
+    before(async () => Object.assign(r, await rig(heraldArgs)));
+    after(() => r.close?.());
+    body(r);
+  });
 }
 
 /** Subscribes on the test page; returns when it is connected. */

@@ -3,18 +3,12 @@
 // the proxy stands in for the check.
 
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
-import { exactly, log, rig, skipUnlessReady, subscribe, until } from "./support.js";
+import { test } from "node:test";
+import { exactly, log, subscribe, suite, until } from "./support.js";
 
-const skip = await skipUnlessReady();
 const OPTIONS = { backoff: { base: 200, cap: 2000 }, hold: 5 };
 
-describe("token", { skip }, () => {
-  let r;
-  before(async () => {
-    r = await rig();
-  });
-  after(() => r?.close());
+await suite("token", [], (r) => {
 
   test("WebSocket upgrade and SSE carry ?token=", async () => {
     for (const transport of ["ws", "sse"]) {

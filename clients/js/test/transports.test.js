@@ -1,18 +1,12 @@
 // Each transport forced in turn, the proxy cut in the middle of a burst of
 // 300 messages: all 300 arrive, once each, in order.
 
-import { after, before, describe, test } from "node:test";
-import { exactly, log, rig, skipUnlessReady, sleep, subscribe, until } from "./support.js";
+import { test } from "node:test";
+import { exactly, log, sleep, subscribe, suite, until } from "./support.js";
 
-const skip = await skipUnlessReady();
 const FAST = { backoff: { base: 200, cap: 2000 }, pollInterval: 300, hold: 5 };
 
-describe("a cut mid-burst loses and repeats nothing", { skip }, () => {
-  let r;
-  before(async () => {
-    r = await rig();
-  });
-  after(() => r?.close());
+await suite("a cut mid-burst loses and repeats nothing", [], (r) => {
 
   for (const transport of ["ws", "sse", "longpoll", "poll"]) {
     test(transport, async () => {
