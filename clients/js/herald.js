@@ -346,12 +346,12 @@ async function runWs(sub, signal) {
     let pongTimer = null;
     let outcome = null;
     const openTimer = setTimeout(() => finish("refused"), sub.o.openTimeout);
-    const probeTimer = { id: null };
+    let probeTimer = null;
     function finish(o) {
       if (outcome) return;
       outcome = o;
       clearTimeout(openTimer);
-      clearTimeout(probeTimer.id);
+      clearTimeout(probeTimer);
       clearInterval(pingTimer);
       clearTimeout(pongTimer);
       signal.removeEventListener("abort", onAbort);
@@ -370,7 +370,7 @@ async function runWs(sub, signal) {
     ws.onopen = () => {
       clearTimeout(openTimer);
       subscribe();
-      probeTimer.id = setTimeout(() => finish("buffered"), sub.o.probe);
+      probeTimer = setTimeout(() => finish("buffered"), sub.o.probe);
       // The oldest unanswered ping decides: its pong is due within pongTimeout.
       pingTimer = setInterval(() => {
         send({ type: "ping", ref: "herald.js" });
@@ -391,7 +391,7 @@ async function runWs(sub, signal) {
           sub.position.apply(f.cursor);
           break;
         case "subscribed":
-          clearTimeout(probeTimer.id);
+          clearTimeout(probeTimer);
           sub.position.apply(f.cursor);
           subscribed = true;
           sub.up();
@@ -407,7 +407,11 @@ async function runWs(sub, signal) {
           send({ type: "auth", token: await sub.herald.token(true) });
           break;
         case "error":
-          if (f.code === "engine_unavailable") setTimeout(subscribe, sub.o.backoff.base);
+          if (f.code === "engine_unavailable") {
+            // herald answered, so nothing is buffering: ask again shortly.
+            clearTimeout(probeTimer);
+            setTimeout(subscribe, sub.o.backoff.base);
+          }
           else if (f.code === "unauthorized") finish("expired");
           else if (f.ref === "herald.js") finish({ error: { code: f.code, message: f.message } });
           break;
