@@ -209,3 +209,26 @@ fn every_option_is_documented_in_configuration_md() {
     }
     assert!(seen > 40, "parsed only {seen} options from --help");
 }
+
+#[test]
+fn help_never_prints_a_secret_from_the_environment() {
+    let token = "t0ken-from-env";
+    let password = "pa55word-from-env";
+    let url = format!("redis://user:{password}@127.0.0.1:6379");
+    let out = herald(
+        &["--help"],
+        &[("HERALD_PUBLISH_TOKEN", token), ("HERALD_REDIS_URL", &url)],
+    );
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("HERALD_PUBLISH_TOKEN"), "{help}");
+    assert!(!help.contains(token), "{help}");
+    assert!(!help.contains(password), "{help}");
+    // A value that is not secret is still shown.
+    let out = herald(&["--help"], &[("HERALD_MAX_BODY", "4096")]);
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("HERALD_MAX_BODY=4096")
+    );
+}
