@@ -487,7 +487,9 @@ function sseEvent(sub, ev) {
     return "expired";
   }
   // The event's id is a cursor; the channel whose position moved is the
-  // message's channel, and its new position is the message's id.
+  // message's channel, and its new position is the message's id. (herald
+  // gives every event an id; an event without one is not herald's.)
+  if (!ev.id) return null;
   const moved = sub.position.moved(ev.id);
   if (moved) sub.deliver({ channel: moved.channel, id: moved.id, event: ev.event, data: ev.data });
   sub.position.apply(ev.id);
