@@ -257,6 +257,11 @@ impl Drop for Proxy {
     }
 }
 
+/// The JSON answer to `req`.
+async fn json(req: reqwest::RequestBuilder) -> Value {
+    req.send().await.unwrap().json().await.unwrap()
+}
+
 /// An HTTP client that does not follow redirects.
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -321,22 +326,42 @@ where
     B: Stream<Item = Result<Bytes, E>> + Unpin,
     E: Debug,
 {
-    let mut events = Vec::new();
+    let mut arrived = Vec::new();
     let mut text = String::new();
-    while events.len() < n {
+    while arrived.len() < n {
         let chunk = body.next().await.expect("stream open").expect("chunk");
         let at = Instant::now();
         text.push_str(std::str::from_utf8(&chunk).unwrap());
-        while let Some(end) = text.find("\n\n") {
-            let block: String = text.drain(..end + 2).collect();
-            let data: Vec<&str> = block
-                .lines()
-                .filter_map(|l| l.strip_prefix("data: "))
-                .collect();
-            if !data.is_empty() {
-                events.push((data.join("\n"), at));
-            }
+        for event in complete_events(&mut text) {
+            arrived.extend(event.data.map(|d| (d, at)));
         }
+    }
+    arrived
+}
+
+/// One SSE event, as the stream carried it.
+struct Event {
+    id: Option<String>,
+    event: Option<String>,
+    /// The `data:` lines, joined with LF; `None` for a comment.
+    data: Option<String>,
+}
+
+/// Takes the complete events (up to a blank line) from the front of `text`.
+fn complete_events(text: &mut String) -> Vec<Event> {
+    let mut events = Vec::new();
+    while let Some(end) = text.find("\n\n") {
+        let block: String = text.drain(..end + 2).collect();
+        let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name));
+        let data: Vec<&str> = block
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .collect();
+        events.push(Event {
+            id: field("id: ").map(str::to_string),
+            event: field("event: ").map(str::to_string),
+            data: (!data.is_empty()).then(|| data.join("\n")),
+        });
     }
     events
 }
@@ -397,24 +422,10 @@ async fn polls_through(kind: Kind) {
     let Some(proxy) = Proxy::start(kind, herald.public) else {
         return;
     };
-    let first: Value = proxy
-        .get("/poll/polled")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first = json(proxy.get("/poll/polled")).await;
     let cursor = first["cursor"].as_str().unwrap();
     herald.publish("polled", "short").await;
-    let v: Value = proxy
-        .get(&format!("/poll/polled?since={cursor}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = json(proxy.get(&format!("/poll/polled?since={cursor}"))).await;
     assert_eq!(v["messages"][0]["data"], "short", "{kind:?}");
     let held = tokio::spawn(
         proxy
@@ -829,6 +840,18 @@ struct Followed {
     gaps: usize,
 }
 
+impl Followed {
+    fn done(&self) -> bool {
+        self.data.len() >= ROUNDS
+    }
+
+    /// Counts an interruption and waits a little before the client retries.
+    async fn interrupted(&mut self) {
+        self.interruptions += 1;
+        sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A WebSocket client on `channel` from cursor `since`, resuming with the
 /// cursor of the last message after every interruption. `ready` fires once
 /// the first connection is subscribed.
@@ -841,7 +864,7 @@ async fn follow_ws(
     let mut got = Followed::default();
     let mut ready = Some(ready);
     let mut cursor = since;
-    while got.data.len() < ROUNDS {
+    while !got.done() {
         if let Some(mut ws) = proxy.ws("/ws").await {
             let subscribe = json!({"type": "subscribe", "channels": [&channel], "since": &cursor});
             if ws.send(Message::text(subscribe.to_string())).await.is_ok() {
@@ -861,14 +884,13 @@ async fn follow_ws(
                         Some("gap") => got.gaps += 1,
                         _ => {}
                     }
-                    if got.data.len() == ROUNDS {
+                    if got.done() {
                         return got;
                     }
                 }
             }
         }
-        got.interruptions += 1;
-        sleep(Duration::from_millis(100)).await;
+        got.interrupted().await;
     }
     got
 }
@@ -885,7 +907,7 @@ async fn follow_sse(
     let mut got = Followed::default();
     let mut ready = Some(ready);
     let mut last_id: Option<String> = None;
-    while got.data.len() < ROUNDS {
+    while !got.done() {
         let mut req = proxy.get(&format!("/sse/{channel}?since={since}"));
         if let Some(id) = &last_id {
             req = req.header("last-event-id", id);
@@ -898,25 +920,20 @@ async fn follow_sse(
                     let _ = ready.send(());
                 }
                 text.push_str(std::str::from_utf8(&chunk).unwrap());
-                while let Some(end) = text.find("\n\n") {
-                    let block: String = text.drain(..end + 2).collect();
-                    let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name));
-                    if let Some(id) = field("id: ") {
-                        last_id = Some(id.to_string());
-                    }
-                    match (field("event: "), field("data: ")) {
+                for event in complete_events(&mut text) {
+                    last_id = event.id.or(last_id);
+                    match (event.event.as_deref(), event.data) {
                         (Some("herald.gap"), _) => got.gaps += 1,
-                        (_, Some(data)) => got.data.push(data.to_string()),
+                        (_, Some(data)) => got.data.push(data),
                         _ => {}
                     }
                 }
-                if got.data.len() == ROUNDS {
+                if got.done() {
                     return got;
                 }
             }
         }
-        got.interruptions += 1;
-        sleep(Duration::from_millis(100)).await;
+        got.interrupted().await;
     }
     got
 }
@@ -926,7 +943,7 @@ async fn follow_sse(
 async fn follow_longpoll(proxy: Arc<Proxy>, channel: String, since: String) -> Followed {
     let mut got = Followed::default();
     let mut cursor = since;
-    while got.data.len() < ROUNDS {
+    while !got.done() {
         let path = format!("/longpoll/{channel}?since={cursor}&timeout=10");
         let res = proxy
             .get(&path)
@@ -937,8 +954,7 @@ async fn follow_longpoll(proxy: Arc<Proxy>, channel: String, since: String) -> F
             Ok(res) => res.json::<Value>().await,
             Err(e) => Err(e),
         }) else {
-            got.interruptions += 1;
-            sleep(Duration::from_millis(100)).await;
+            got.interrupted().await;
             continue;
         };
         for m in v["messages"].as_array().unwrap() {
@@ -984,14 +1000,7 @@ async fn a_round_robin_pair_loses_nothing_when_one_instance_is_killed() {
         .to_vec();
     let mut clients = Vec::new();
     for channel in &channels {
-        let first: Value = client()
-            .get(on(0).url(&format!("/poll/{channel}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let first = json(client().get(on(0).url(&format!("/poll/{channel}")))).await;
         let since = first["cursor"].as_str().unwrap().to_string();
         let (ready, opened) = tokio::sync::oneshot::channel();
         let (p, ch) = (proxy.clone(), channel.clone());
