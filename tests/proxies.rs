@@ -100,6 +100,37 @@ impl Drop for Scratch {
     }
 }
 
+/// A free port for a proxy to listen on, below the kernel's ephemeral range
+/// (where `free_port` picks): a port from that range, released for the
+/// proxy to bind, can be handed to another test's connection first, and
+/// Caddy listens on every address, where any such socket is in the way.
+fn listen_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let span = low.saturating_sub(10_000).max(1);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (10_000 + (seed.wrapping_add(n.wrapping_mul(7919)) % span)) as u16;
+        // A family the machine lacks (no IPv6) is no obstacle.
+        let free = |addr: &str| match std::net::TcpListener::bind((addr, port)) {
+            Ok(_) => true,
+            Err(e) => e.kind() != std::io::ErrorKind::AddrInUse,
+        };
+        if free("127.0.0.1") && free("0.0.0.0") && free("::") {
+            return port;
+        }
+    }
+}
+
 /// A running proxy, killed on drop.
 struct Proxy {
     child: Child,
@@ -113,85 +144,113 @@ impl Proxy {
     /// The shipped configuration of `kind` in front of `upstream`, or
     /// `None` (a loud skip, or a failure in CI) without the program.
     fn start(kind: Kind, upstream: SocketAddr) -> Option<Proxy> {
-        let port = free_port();
         let upstream = upstream.to_string();
         match kind {
-            Kind::Nginx => Self::nginx(
-                NGINX,
-                &[
+            Kind::Nginx => Self::nginx(NGINX, |port| {
+                vec![
                     ("server 127.0.0.1:8080;", format!("server {upstream};")),
                     ("listen 80;", format!("listen 127.0.0.1:{port};")),
-                ],
-                port,
-            ),
+                ]
+            }),
             Kind::Haproxy => {
                 let program = need("haproxy")?;
-                let dir = Scratch::new("haproxy");
-                let config = render(
-                    HAPROXY,
-                    &[
-                        ("127.0.0.1:8080", upstream),
-                        ("bind :80", format!("bind 127.0.0.1:{port}")),
-                    ],
-                );
-                std::fs::write(dir.path("haproxy.cfg"), config).unwrap();
-                let mut cmd = Command::new(program);
-                cmd.args(["-db", "-f", &dir.show("haproxy.cfg")]);
-                Some(Self::launch("haproxy", cmd, dir, port))
+                Some(Self::spawn("haproxy", |port| {
+                    let dir = Scratch::new("haproxy");
+                    let config = render(
+                        HAPROXY,
+                        &[
+                            ("127.0.0.1:8080", upstream.clone()),
+                            ("bind :80", format!("bind 127.0.0.1:{port}")),
+                        ],
+                    );
+                    std::fs::write(dir.path("haproxy.cfg"), config).unwrap();
+                    let mut cmd = Command::new(&program);
+                    cmd.args(["-db", "-f", &dir.show("haproxy.cfg")]);
+                    (cmd, dir)
+                }))
             }
             Kind::Caddy => {
                 let program = need("caddy")?;
-                let dir = Scratch::new("caddy");
-                let config = render(
-                    CADDY,
-                    &[
-                        ("127.0.0.1:8080", upstream),
-                        ("localhost:2019", format!("127.0.0.1:{}", free_port())),
-                        ("example.com {", format!("http://{SITE}:{port} {{")),
-                    ],
-                );
-                std::fs::write(dir.path("Caddyfile"), config).unwrap();
-                let mut cmd = Command::new(program);
-                cmd.args(["run", "--adapter", "caddyfile", "--config"])
-                    .arg(dir.path("Caddyfile"))
-                    // Caddy keeps state under the user's directories.
-                    .env("HOME", &dir.0)
-                    .env("XDG_DATA_HOME", &dir.0)
-                    .env("XDG_CONFIG_HOME", &dir.0);
-                Some(Self::launch("caddy", cmd, dir, port))
+                Some(Self::spawn("caddy", |port| {
+                    let dir = Scratch::new("caddy");
+                    let config = render(
+                        CADDY,
+                        &[
+                            ("127.0.0.1:8080", upstream.clone()),
+                            ("localhost:2019", format!("127.0.0.1:{}", listen_port())),
+                            ("example.com {", format!("http://{SITE}:{port} {{")),
+                        ],
+                    );
+                    std::fs::write(dir.path("Caddyfile"), config).unwrap();
+                    let mut cmd = Command::new(&program);
+                    cmd.args(["run", "--adapter", "caddyfile", "--config"])
+                        .arg(dir.path("Caddyfile"))
+                        // Caddy keeps state under the user's directories.
+                        .env("HOME", &dir.0)
+                        .env("XDG_DATA_HOME", &dir.0)
+                        .env("XDG_CONFIG_HOME", &dir.0);
+                    (cmd, dir)
+                }))
             }
         }
     }
 
-    /// An nginx site file (one of the shipped ones, rendered with `swaps`)
-    /// inside a minimal main configuration of the test's own, listening on
-    /// `port`.
-    fn nginx(site: &str, swaps: &[(&str, String)], port: u16) -> Option<Proxy> {
+    /// An nginx site file (one of the shipped ones, rendered with the
+    /// `swaps` for the listen port) inside a minimal main configuration of
+    /// the test's own.
+    fn nginx(site: &str, swaps: impl Fn(u16) -> Vec<(&'static str, String)>) -> Option<Proxy> {
         let program = need("nginx")?;
-        let dir = Scratch::new("nginx");
-        std::fs::write(dir.path("site.conf"), render(site, swaps)).unwrap();
-        let d = dir.0.display();
-        let main = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-             error_log {d}/error.log warn;\nevents {{ worker_connections 1024; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-             fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-             include {d}/site.conf;\n}}\n"
-        );
-        std::fs::write(dir.path("nginx.conf"), main).unwrap();
-        let mut cmd = Command::new(program);
-        cmd.arg("-p").arg(&dir.0).args([
-            "-e",
-            &dir.show("error.log"),
-            "-c",
-            &dir.show("nginx.conf"),
-        ]);
-        Some(Self::launch("nginx", cmd, dir, port))
+        Some(Self::spawn("nginx", |port| {
+            let dir = Scratch::new("nginx");
+            std::fs::write(dir.path("site.conf"), render(site, &swaps(port))).unwrap();
+            let d = dir.0.display();
+            let main = format!(
+                "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+                 error_log {d}/error.log warn;\nevents {{ worker_connections 1024; }}\n\
+                 http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+                 fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+                 include {d}/site.conf;\n}}\n"
+            );
+            std::fs::write(dir.path("nginx.conf"), main).unwrap();
+            let mut cmd = Command::new(&program);
+            cmd.arg("-p").arg(&dir.0).args([
+                "-e",
+                &dir.show("error.log"),
+                "-c",
+                &dir.show("nginx.conf"),
+            ]);
+            (cmd, dir)
+        }))
+    }
+
+    /// Starts the proxy that `prepare` sets up to listen on a port, on a
+    /// free port. A port is free when chosen but may be taken (by another
+    /// test's connection) before the proxy binds it: then it is tried again
+    /// on another.
+    fn spawn(name: &'static str, prepare: impl Fn(u16) -> (Command, Scratch)) -> Proxy {
+        let mut failures = Vec::new();
+        for _ in 0..5 {
+            let port = listen_port();
+            let (cmd, dir) = prepare(port);
+            match Self::launch(name, cmd, dir, port) {
+                Ok(proxy) => return proxy,
+                Err(log) if log.to_lowercase().contains("address already in use") => {
+                    failures.push(log)
+                }
+                Err(log) => panic!("{name} did not start:\n{log}"),
+            }
+        }
+        panic!("{name} found no free port:\n{}", failures.join("\n"));
     }
 
     /// Spawns `cmd` (output to `dir/output.log`) and waits until `port`
-    /// accepts connections.
-    fn launch(name: &'static str, mut cmd: Command, dir: Scratch, port: u16) -> Proxy {
+    /// accepts connections; the proxy's output if it does not.
+    fn launch(
+        name: &'static str,
+        mut cmd: Command,
+        dir: Scratch,
+        port: u16,
+    ) -> Result<Proxy, String> {
         let log = std::fs::File::create(dir.path("output.log")).unwrap();
         let child = cmd
             .stdin(Stdio::null())
@@ -210,15 +269,11 @@ impl Proxy {
             let exited = proxy.child.try_wait().ok().flatten().is_some();
             if exited || std::time::Instant::now() > deadline {
                 let read = |f: &str| std::fs::read_to_string(proxy.dir.path(f)).unwrap_or_default();
-                panic!(
-                    "{name} did not start:\n{}{}",
-                    read("output.log"),
-                    read("error.log")
-                );
+                return Err(format!("{}{}", read("output.log"), read("error.log")));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        proxy
+        Ok(proxy)
     }
 
     fn url(&self, path: &str) -> String {
@@ -733,10 +788,11 @@ async fn nginx_with_tls_serves_sse_over_http2_and_wss() {
         return;
     };
     let herald = Server::start(&[]);
-    let (https, http) = (free_port(), free_port());
-    let Some(_proxy) = Proxy::nginx(
-        NGINX_TLS,
-        &[
+    // The plain-http server's port, chosen with the TLS one.
+    let http = std::cell::Cell::new(0);
+    let Some(proxy) = Proxy::nginx(NGINX_TLS, |https| {
+        http.set(listen_port());
+        vec![
             (
                 "server 127.0.0.1:8080;",
                 format!("server {};", herald.public),
@@ -745,14 +801,14 @@ async fn nginx_with_tls_serves_sse_over_http2_and_wss() {
                 "listen 443 ssl http2;",
                 format!("listen 127.0.0.1:{https} ssl http2;"),
             ),
-            ("listen 80;", format!("listen 127.0.0.1:{http};")),
+            ("listen 80;", format!("listen 127.0.0.1:{};", http.get())),
             ("/etc/ssl/herald/fullchain.pem", cert.display().to_string()),
             ("/etc/ssl/herald/privkey.pem", key.display().to_string()),
-        ],
-        https,
-    ) else {
+        ]
+    }) else {
         return;
     };
+    let (https, http) = (proxy.port, http.get());
 
     // SSE over HTTP/2, one event at a time.
     let tls = tls_connect(&cert, https, b"h2").await;
@@ -977,16 +1033,13 @@ async fn a_round_robin_pair_loses_nothing_when_one_instance_is_killed() {
     let start = || Server::start(&["--engine", "redis", "--redis-url", &url]);
     let mut instances = [Some(start()), Some(start())];
     let [a, b] = [0, 1].map(|i| instances[i].as_ref().unwrap().public.to_string());
-    let port = free_port();
-    let Some(proxy) = Proxy::nginx(
-        NGINX_PAIR,
-        &[
-            ("herald-a:8080", a),
-            ("herald-b:8080", b),
+    let Some(proxy) = Proxy::nginx(NGINX_PAIR, |port| {
+        vec![
+            ("herald-a:8080", a.clone()),
+            ("herald-b:8080", b.clone()),
             ("listen 80;", format!("listen 127.0.0.1:{port};")),
-        ],
-        port,
-    ) else {
+        ]
+    }) else {
         return;
     };
     let proxy = Arc::new(proxy);
