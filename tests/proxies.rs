@@ -1089,6 +1089,32 @@ async fn a_round_robin_pair_loses_nothing_when_one_instance_is_killed() {
         .unwrap_or_else(|| panic!("no instance holds both a WebSocket and a stream: {hosts:?}"));
     let survivor = 1 - victim;
 
+    // A long poll held on the instance about to die, alone on its channel:
+    // nginx retries it on the survivor, so its client sees no error at all.
+    let mut held = None;
+    for i in 0..8 {
+        let channel = format!("held-{i}");
+        let since = json(client().get(on(survivor).url(&format!("/poll/{channel}")))).await;
+        let path = format!(
+            "/longpoll/{channel}?since={}&timeout=20",
+            since["cursor"].as_str().unwrap()
+        );
+        let request = tokio::spawn(proxy.get(&path).send());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while on(0).subscribers(&channel).await + on(1).subscribers(&channel).await == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{channel}: the long poll is not held"
+            );
+            sleep(Duration::from_millis(20)).await;
+        }
+        if on(victim).subscribers(&channel).await == 1 {
+            held = Some((channel, request));
+            break;
+        }
+    }
+    let (held_channel, held_request) = held.expect("a long poll held on the instance to kill");
+
     for round in 1..=ROUNDS {
         let batch = channels
             .iter()
@@ -1107,6 +1133,17 @@ async fn a_round_robin_pair_loses_nothing_when_one_instance_is_killed() {
         }
         sleep(Duration::from_millis(50)).await;
     }
+
+    let alive = instances[survivor].as_ref().unwrap();
+    alive.publish(&held_channel, "held").await;
+    let res = timeout(Duration::from_secs(10), held_request)
+        .await
+        .expect("the held long poll answered")
+        .unwrap()
+        .expect("the held long poll did not fail");
+    assert_eq!(res.status(), 200, "the held long poll");
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["messages"][0]["data"], "held", "{v}");
 
     let want: Vec<String> = (1..=ROUNDS).map(|r| format!("m{r}")).collect();
     for (channel, client) in channels.iter().zip(clients) {
