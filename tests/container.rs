@@ -12,15 +12,13 @@
 //! these files (the redis and nginx images, the ingress controller's
 //! annotations) beyond the paths and names that point at herald.
 
-mod support;
-
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::Path,
     process::Command,
 };
 
-use support::{Server, client, free_port};
+use herald_testkit::{Binary, client, free_port};
 use yaml_rust2::{Yaml, YamlLoader};
 
 const DOCKERFILE: &str = include_str!("../Dockerfile");
@@ -132,7 +130,7 @@ impl Ports {
 
 /// Answers whether a running herald answers `GET path` with 200 on
 /// `listener`.
-async fn answers(herald: &Server, listener: Listener, path: &str) -> bool {
+async fn answers(herald: &Binary, listener: Listener, path: &str) -> bool {
     let url = match listener {
         Listener::Public => herald.url(path),
         Listener::Internal => herald.internal_url(path),
@@ -271,7 +269,7 @@ async fn the_dockerfile_names_only_what_herald_has() {
     let listener = ports
         .listener(port_of(host_port))
         .unwrap_or_else(|| panic!("HEALTHCHECK port of {url} is no listener"));
-    let herald = Server::start(&[]);
+    let herald = Binary::start(&[]);
     assert!(
         answers(&herald, listener, &format!("/{path}")).await,
         "HEALTHCHECK {url}: herald does not answer 200 there"
@@ -477,7 +475,7 @@ async fn the_kubernetes_manifests_name_only_what_herald_has() {
     };
 
     // Probes ask what herald answers.
-    let herald = Server::start(&[]);
+    let herald = Binary::start(&[]);
     for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
         let p = &container[probe];
         if !p["httpGet"].is_badvalue() {
@@ -640,7 +638,7 @@ fn two_instances(ports: [u16; 5]) -> Command {
 
 #[test]
 fn the_two_instances_script_publishes_on_one_polls_on_the_other_and_refuses_busy_ports() {
-    if support::need("redis-server").is_none() || support::need("curl").is_none() {
+    if herald_testkit::need("redis-server").is_none() || herald_testkit::need("curl").is_none() {
         return;
     }
     let ports = [(); 5].map(|_| free_port());

@@ -18,8 +18,6 @@
 //! (Caddy's certificates come from its own automation, HAProxy's TLS is the
 //! same `bind ... ssl crt` line as anywhere).
 
-mod support;
-
 use std::{
     fmt::Debug,
     net::SocketAddr,
@@ -31,8 +29,8 @@ use std::{
 
 use bytes::Bytes;
 use futures::{SinkExt, Stream, StreamExt};
+use herald_testkit::{Binary, free_port, need};
 use serde_json::{Value, json};
-use support::{Server, free_port, need};
 use tokio::{
     io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader},
     net::{TcpListener, TcpStream},
@@ -337,7 +335,7 @@ const EVENTS: u32 = 6;
 
 /// Reads SSE `body` while `EVENTS` messages are published to `channel`, and
 /// fails unless each arrived before the next one was published.
-async fn events_arrive_one_at_a_time<B, E>(via: &str, herald: &Server, channel: &str, body: B)
+async fn events_arrive_one_at_a_time<B, E>(via: &str, herald: &Binary, channel: &str, body: B)
 where
     B: Stream<Item = Result<Bytes, E>> + Unpin + Send + 'static,
     E: Debug + Send + 'static,
@@ -437,7 +435,7 @@ async fn next_frame<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<
 
 /// A subscribe frame goes up, `subscribed` and a published message come
 /// down.
-async fn ws_round_trip<S>(via: &str, herald: &Server, ws: &mut WebSocketStream<S>, channel: &str)
+async fn ws_round_trip<S>(via: &str, herald: &Binary, ws: &mut WebSocketStream<S>, channel: &str)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -453,7 +451,7 @@ where
 }
 
 async fn sse_through(kind: Kind) {
-    let herald = Server::start(&[]);
+    let herald = Binary::start(&[]);
     let Some(proxy) = Proxy::start(kind, herald.public) else {
         return;
     };
@@ -464,7 +462,7 @@ async fn sse_through(kind: Kind) {
 }
 
 async fn websocket_through(kind: Kind) {
-    let herald = Server::start(&[]);
+    let herald = Binary::start(&[]);
     let Some(proxy) = Proxy::start(kind, herald.public) else {
         return;
     };
@@ -473,7 +471,7 @@ async fn websocket_through(kind: Kind) {
 }
 
 async fn polls_through(kind: Kind) {
-    let herald = Server::start(&[]);
+    let herald = Binary::start(&[]);
     let Some(proxy) = Proxy::start(kind, herald.public) else {
         return;
     };
@@ -608,7 +606,7 @@ through!(caddy, Kind::Caddy);
 #[tokio::test]
 async fn a_long_poll_held_50_s_is_not_cut_by_any_proxy() {
     const HOLD: u64 = 50;
-    let herald = Server::start(&[]);
+    let herald = Binary::start(&[]);
     let proxies: Vec<Proxy> = [Kind::Nginx, Kind::Haproxy, Kind::Caddy]
         .into_iter()
         .filter_map(|kind| Proxy::start(kind, herald.public))
@@ -787,7 +785,7 @@ async fn nginx_with_tls_serves_sse_over_http2_and_wss() {
     let Some((cert, key)) = self_signed(&certs) else {
         return;
     };
-    let herald = Server::start(&[]);
+    let herald = Binary::start(&[]);
     // The plain-http server's port, chosen with the TLS one.
     let http = std::cell::Cell::new(0);
     let Some(proxy) = Proxy::nginx(NGINX_TLS, |https| {
@@ -1026,11 +1024,11 @@ async fn follow_longpoll(proxy: Arc<Proxy>, channel: String, since: String) -> F
 
 #[tokio::test]
 async fn a_round_robin_pair_loses_nothing_when_one_instance_is_killed() {
-    let Some(redis) = support::redis() else {
+    let Some(redis) = herald_testkit::redis() else {
         return;
     };
     let url = redis.url();
-    let start = || Server::start(&["--engine", "redis", "--redis-url", &url]);
+    let start = || Binary::start(&["--engine", "redis", "--redis-url", &url]);
     let mut instances = [Some(start()), Some(start())];
     let [a, b] = [0, 1].map(|i| instances[i].as_ref().unwrap().public.to_string());
     let Some(proxy) = Proxy::nginx(NGINX_PAIR, |port| {
