@@ -13,6 +13,8 @@
 mod config;
 mod connection;
 mod frame;
+mod metered;
+mod rate;
 mod upgrade;
 
 pub use config::{Config, SlowPolicy};
