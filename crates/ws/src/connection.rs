@@ -736,6 +736,84 @@ mod tests {
         );
     }
 
+    /// A socket that records the largest write it was offered: what
+    /// tungstenite's write buffer held at that moment.
+    struct Spy {
+        inner: DuplexStream,
+        largest: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl AsyncRead for Spy {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Spy {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.largest
+                .fetch_max(buf.len(), std::sync::atomic::Ordering::SeqCst);
+            Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+
+        fn poll_flush(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_does_not_drain_costs_the_write_cap_not_its_batch() {
+        let ctx = context(1000);
+        let bus = ctx.bus.clone();
+        let (a, b) = tokio::io::duplex(4096);
+        let largest = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let spy = Spy {
+            inner: a,
+            largest: largest.clone(),
+        };
+        let server = WebSocketStream::from_raw_socket(Metered::new(spy), Role::Server, None).await;
+        let mut client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
+        let sub = bus.empty_subscription();
+        let config = Config {
+            ping_interval: Duration::from_secs(3600),
+            ..Config::default()
+        };
+        tokio::spawn(serve(server, sub, None, ctx, Arc::new(config)));
+        subscribe(&mut client, "a").await;
+        // One batch of about 1.2 MB for a client that reads no more.
+        let data = "x".repeat(4000);
+        let drafts = (0..300)
+            .map(|_| Draft {
+                channel: ChannelName::new("a").unwrap(),
+                event: None,
+                payload: Payload::text(data.clone()).unwrap(),
+            })
+            .collect();
+        bus.publish(drafts).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let held = largest.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(held > 4096, "the socket was offered a backlog: {held}");
+        assert!(held <= WRITE_CAP + 8192, "{held} bytes buffered");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_reader_that_keeps_reading_slowly_is_not_stalled() {
         let config = Config {
