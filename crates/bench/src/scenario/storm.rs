@@ -262,7 +262,7 @@ impl Client {
         let mut back_recorded = false;
         loop {
             tokio::select! {
-                () = ended(&mut conn) => {}
+                () = ended(&mut conn, self.transport) => {}
                 () = s.stop.cancelled() => return,
             }
             let restarting = s.restart_at.get().copied();
@@ -331,17 +331,15 @@ impl Client {
     }
 }
 
-/// Resolves when the server answers a long poll, ends a stream, or the
-/// connection fails; stream data before that is read and dropped.
-async fn ended(conn: &mut TcpStream) {
+/// Resolves when the server answers a long poll (its first byte), ends a
+/// stream, or the connection fails; an SSE stream's frames before that
+/// (retry, heartbeats) are read and dropped.
+async fn ended(conn: &mut TcpStream, transport: Transport) {
     let mut buf = [0u8; 512];
     loop {
         match conn.read(&mut buf).await {
             Ok(0) | Err(_) => return,
-            // An SSE stream carries frames (retry, heartbeats) while it
-            // lives; a long poll's first byte is its answer. Both end at
-            // close: herald closes a long poll's connection only when it
-            // drains, and the answer itself is what the restart produces.
+            Ok(_) if transport == Transport::Longpoll => return,
             Ok(_) => continue,
         }
     }

@@ -10,8 +10,11 @@
 //! here; [`Config::validate`] does them, naming the option.
 //!
 //! To add an option: give [`Config`] (or the transport's config) the field
-//! with its documented default, add one [`Opt`] line below, add the check to
-//! [`Config::validate`] if it has a range, and run
+//! with its documented default; add one [`Opt`] line to its section below,
+//! with the unit from [`super::unit`] that reads its text (a new unit is one
+//! small `Conversion`); add the range check to [`Config::validate`], naming
+//! the option, if it has one; mark a secret `.secret()` and redact its field
+//! in `Config`'s `Debug` (a test sets every secret and looks); then run
 //! `UPDATE_DOCS=1 cargo test -p herald-server option_tables` to write the
 //! doc row.
 
@@ -227,6 +230,11 @@ pub(crate) static SECTIONS: &[Section] = &[
                 &Count(at!(limits.max_messages)),
                 "Messages per response or stream batch",
             ),
+            Opt::new(
+                "setup-timeout",
+                &Secs(at!(limits.setup_timeout)),
+                "Seconds the engine reads before a poll answer, hold, stream or WebSocket subscription may take; past it: 503",
+            ),
         ],
     },
     Section {
@@ -291,6 +299,16 @@ pub(crate) static SECTIONS: &[Section] = &[
                 "ws-max-subscriptions",
                 &Count(at!(ws.max_subscriptions)),
                 "Channels one WebSocket connection may subscribe to",
+            ),
+            Opt::new(
+                "ws-frame-rate",
+                &Count(at!(ws.frame_rate)),
+                "WebSocket subscribe/unsubscribe frames per second per connection; faster ones get `rate_limited`",
+            ),
+            Opt::new(
+                "ws-frame-burst",
+                &Count(at!(ws.frame_burst)),
+                "WebSocket subscribe/unsubscribe frames a connection may send at once before ws-frame-rate applies",
             ),
             Opt::new(
                 "ws-origins",
