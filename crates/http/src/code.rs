@@ -86,8 +86,12 @@ codes! {
     BinaryNotSupported = BAD_REQUEST, "binary_not_supported", DEBUG, "frames must be text frames with a JSON object";
     /// No valid bearer token (sent with `WWW-Authenticate: Bearer`).
     Unauthorized = UNAUTHORIZED, "unauthorized", DEBUG, "a valid bearer token is required";
-    /// A WebSocket from a browser origin outside `ws-origins`.
+    /// A WebSocket from a browser origin outside `ws-origins`, or any
+    /// request with an `Origin` to the internal listener.
     OriginNotAllowed = FORBIDDEN, "origin_not_allowed", DEBUG, "origin not allowed";
+    /// A request to the internal listener for a host name outside
+    /// `internal-hosts` (the DNS-rebinding defence).
+    HostNotAllowed = FORBIDDEN, "host_not_allowed", DEBUG, "host not allowed";
     /// No such endpoint.
     NotFound = NOT_FOUND, "not_found", DEBUG, "no such endpoint";
     /// The endpoint exists but not with this method (sent with `Allow`).
@@ -105,6 +109,9 @@ codes! {
     InvalidJson = UNSUPPORTED_MEDIA_TYPE, "invalid_json", DEBUG, "data is not valid JSON";
     /// A failure of herald itself.
     Internal = INTERNAL_SERVER_ERROR, "internal", ERROR, "internal error";
+    /// A connection over `max-connections` or `max-connections-per-ip`,
+    /// answered and closed at once.
+    Overloaded = SERVICE_UNAVAILABLE, "overloaded", WARN, "too many connections; retry later";
     /// The engine cannot store or read now; retrying later may succeed.
     EngineUnavailable = SERVICE_UNAVAILABLE, "engine_unavailable", WARN, "the engine is unavailable; retry later";
 }

@@ -10,7 +10,9 @@
 use std::sync::Arc;
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
-use herald_http::{Body, Code, Context, Error, Query, channels, empty, header_str};
+use herald_http::{
+    Body, Code, ConnectionPermit, Context, Error, Query, channels, empty, header_str,
+};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -99,6 +101,9 @@ impl Ws {
             ));
         }
         let on_upgrade = hyper::upgrade::on(&mut req);
+        // The socket counts against the connection limits for as long as
+        // this task serves it.
+        let permit = req.extensions_mut().remove::<ConnectionPermit>();
         let ctx = self.ctx.clone();
         let config = self.config.clone();
         let ws_config = WebSocketConfig::default()
@@ -121,6 +126,7 @@ impl Ws {
             )
             .await;
             connection::serve(ws, sub, greeting, ctx, config).await;
+            drop(permit);
         });
         let mut res = Response::new(empty());
         *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
