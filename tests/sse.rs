@@ -225,8 +225,17 @@ async fn http2_streams_share_one_connection() {
         assert_eq!(sse.version, reqwest::Version::HTTP_2);
         streams.push(sse);
     }
+    // The cap holds on the internal listener too, and a connection over it
+    // is refused at once: publish over one kept-alive connection.
+    let publisher = client();
     for ch in channels {
-        s.publish(ch, &format!("to {ch}")).await;
+        let res = publisher
+            .post(s.internal_url(&format!("/publish/{ch}")))
+            .body(format!("to {ch}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 202);
     }
     for (sse, ch) in streams.iter_mut().zip(channels) {
         assert_eq!(sse.event().await.data(), format!("to {ch}"));
