@@ -104,6 +104,8 @@ codes! {
     Internal = INTERNAL_SERVER_ERROR, "internal", ERROR, "internal error";
     /// The engine cannot store or read now; retrying later may succeed.
     EngineUnavailable = SERVICE_UNAVAILABLE, "engine_unavailable", WARN, "the engine is unavailable; retry later";
+    /// `/readyz` once the server has begun to drain.
+    Draining = SERVICE_UNAVAILABLE, "draining", WARN, "the server is shutting down";
 }
 
 impl Code {

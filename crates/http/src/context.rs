@@ -1,5 +1,5 @@
-//! What every transport is handed: the bus, the subscription limits and the
-//! shutdown signal.
+//! What every transport is handed: the bus, the subscription limits, the
+//! shutdown signal and the counters.
 //!
 //! The shutdown token is how long-lived responses end cleanly: the server
 //! cancels it when draining begins, and every held request, stream and
@@ -7,6 +7,8 @@
 //! with 1001).
 
 use herald_bus::Bus;
+
+use crate::Stats;
 use tokio_util::sync::CancellationToken;
 
 /// Limits shared by every subscriber transport.
@@ -36,4 +38,6 @@ pub struct Context {
     pub limits: Limits,
     /// Cancelled when the server starts draining.
     pub shutdown: CancellationToken,
+    /// What the transports count for `/metrics`.
+    pub stats: Stats,
 }

@@ -15,6 +15,7 @@ mod envelope;
 mod error;
 mod request;
 mod route;
+mod stats;
 
 pub use body::{Body, empty, full, json};
 pub use code::Code;
@@ -23,3 +24,4 @@ pub use envelope::{batch_json, message_fields, write_json_str};
 pub use error::{Error, Public, RequestId, json_errors};
 pub use request::{Query, channel, channels, header_str};
 pub use route::{Listener, Route};
+pub use stats::{Session, Snapshot, Stats, Transport, WS_CLOSE_LABELS};

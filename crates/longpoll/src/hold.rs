@@ -9,7 +9,7 @@
 //! business; this file only decides when to answer.
 
 use herald_bus::Batch;
-use herald_http::{Body, Context, Error, Query, batch_json, channels, json};
+use herald_http::{Body, Context, Error, Query, Transport, batch_json, channels, json};
 use http::{Request, Response, StatusCode};
 
 use crate::Config;
@@ -39,6 +39,7 @@ impl LongPoll {
     async fn respond<B>(&self, req: &Request<B>, list: &str) -> Result<Response<Body>, Error> {
         let limits = &self.ctx.limits;
         let channels = channels(list, limits)?;
+        let mut session = self.ctx.stats.session(Transport::LongPoll, channels.len());
         let query = Query::parse(req.uri().query());
         let start = query.start(limits)?;
         let hold = self.config.hold(&query)?;
@@ -49,11 +50,23 @@ impl LongPoll {
             // Polled first: what is already retained answers at once, even
             // while draining.
             biased;
-            batch = sub.next(limits.max_messages) => batch,
-            () = self.ctx.shutdown.cancelled() => nothing(sub.cursor()),
-            () = tokio::time::sleep(hold) => nothing(sub.cursor()),
+            batch = sub.next(limits.max_messages) => {
+                session.reason("answered");
+                batch
+            }
+            () = self.ctx.shutdown.cancelled() => {
+                session.reason("server shutting down");
+                nothing(sub.cursor())
+            }
+            () = tokio::time::sleep(hold) => {
+                session.reason("hold ended");
+                nothing(sub.cursor())
+            }
         };
-        Ok(json(StatusCode::OK, batch_json(&batch)))
+        let body = batch_json(&batch);
+        session.batch(&batch);
+        session.bytes(body.len());
+        Ok(json(StatusCode::OK, body))
     }
 }
 
@@ -87,6 +100,7 @@ mod tests {
             bus: bus.clone(),
             limits: Limits::default(),
             shutdown: shutdown.clone(),
+            stats: Default::default(),
         };
         Fixture {
             lp: LongPoll::new(ctx, Config::default()),

@@ -8,7 +8,9 @@
 //! whole session. It does not wait for messages: that is long polling.
 
 use herald_bus::Start;
-use herald_http::{Body, Context, Error, Query, batch_json, channels, empty, header_str, json};
+use herald_http::{
+    Body, Context, Error, Query, Transport, batch_json, channels, empty, header_str, json,
+};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 
 /// The short-polling transport.
@@ -33,6 +35,7 @@ impl Poll {
     async fn respond<B>(&self, req: &Request<B>, list: &str) -> Result<Response<Body>, Error> {
         let limits = &self.ctx.limits;
         let channels = channels(list, limits)?;
+        let mut session = self.ctx.stats.session(Transport::Poll, channels.len());
         let start = Query::parse(req.uri().query()).start(limits)?;
         let batch = self
             .ctx
@@ -51,7 +54,10 @@ impl Poll {
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             res
         } else {
-            json(StatusCode::OK, batch_json(&batch))
+            let body = batch_json(&batch);
+            session.batch(&batch);
+            session.bytes(body.len());
+            json(StatusCode::OK, body)
         };
         if let Ok(v) = HeaderValue::from_str(&etag) {
             res.headers_mut().insert(header::ETAG, v);
@@ -81,6 +87,7 @@ mod tests {
             bus: bus.clone(),
             limits: Limits::default(),
             shutdown: Default::default(),
+            stats: Default::default(),
         };
         (Poll::new(ctx), bus)
     }

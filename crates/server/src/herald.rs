@@ -80,6 +80,7 @@ impl Herald {
             bus: bus.clone(),
             limits: config.limits.clone(),
             shutdown: shutdown.clone(),
+            stats: Default::default(),
         };
         let public = public::Public::new(ctx, tasks.clone(), &config);
         let internal = internal::Internal::new(bus.clone(), &config);

@@ -20,7 +20,7 @@ mod stream;
 
 use bytes::Bytes;
 use herald_bus::{Cursor, Start};
-use herald_http::{Body, Code, Context, Error, Query, channels, empty};
+use herald_http::{Body, Code, Context, Error, Query, Transport, channels, empty};
 use http::{HeaderName, HeaderValue, Method, Request, Response, header};
 use tokio::time::Instant;
 
@@ -79,6 +79,7 @@ impl Sse {
             end: self.config.max_lifetime.map(|d| Instant::now() + d),
             opening: Some(self.opening.clone()),
             finished: false,
+            session: self.ctx.stats.session(Transport::Sse, channels.len()),
         };
         Ok(event_stream(events.into_body()))
     }
@@ -148,6 +149,7 @@ mod tests {
             bus: bus.clone(),
             limits: Limits::default(),
             shutdown: shutdown.clone(),
+            stats: Default::default(),
         };
         Setup {
             sse: Sse::new(ctx, config),
