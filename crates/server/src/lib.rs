@@ -26,14 +26,16 @@ mod error;
 mod herald;
 mod internal;
 mod lean;
+mod metrics;
 mod public;
+mod ready;
 mod rewind;
 mod run;
 mod serve;
 
 pub use binary::main;
 pub use cli::Args;
-pub use config::{Config, ConfigError, EngineKind};
+pub use config::{Config, ConfigError, EngineKind, LogFormat};
 pub use error::Error;
 pub use herald::Herald;
 pub use herald_bus as bus;
