@@ -15,7 +15,10 @@
 //!   future, then the drain; serve.rs accepts connections for it, and
 //!   lean.rs (with rewind.rs) serves held requests on the public listener
 //!   with less memory than hyper's HTTP/1 connection.
-//! - binary.rs: [`main`], the `herald` binary's setup.
+//! - metrics.rs (with metrics/): `GET /metrics`, the Prometheus registry
+//!   that reads the transports' counters at scrape time; ready.rs:
+//!   `GET /readyz`.
+//! - binary.rs: [`main`], the `herald` binary's setup (logs as text or JSON).
 //! - config.rs and cli.rs: the configuration and where it comes from.
 
 mod binary;
