@@ -67,7 +67,7 @@ impl End {
     /// Counts the close and gives the session its log line's reason.
     fn record(&self, session: &mut Session) {
         match *self {
-            End::Close(code, reason) if code == CloseCode::Again => session.slow(reason),
+            End::Close(CloseCode::Again, reason) => session.slow(reason),
             End::Close(_, reason) => session.reason(reason),
             End::PeerClosed => session.reason("client closed"),
             End::Gone => {}
