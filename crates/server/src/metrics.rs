@@ -123,10 +123,13 @@ impl Collector for Transports {
             ),
         ];
         for (name, help, values) in gauges {
-            let mut m = out.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for (t, v) in Transport::ALL.iter().zip(values) {
-                ConstGauge::new(v).encode(m.encode_family(&[("transport", t.as_str())])?)?;
-            }
+            per_transport(
+                &mut out,
+                name,
+                help,
+                MetricType::Gauge,
+                values.map(ConstGauge::new),
+            )?;
         }
         let counters: [(&str, &str, [u64; 4]); 4] = [
             (
@@ -151,10 +154,8 @@ impl Collector for Transports {
             ),
         ];
         for (name, help, values) in counters {
-            let mut m = out.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for (t, v) in Transport::ALL.iter().zip(values) {
-                ConstCounter::new(v).encode(m.encode_family(&[("transport", t.as_str())])?)?;
-            }
+            let values = values.map(ConstCounter::new);
+            per_transport(&mut out, name, help, MetricType::Counter, values)?;
         }
         let mut m = out.encode_descriptor(
             "herald_ws_closes",
@@ -187,6 +188,21 @@ impl Collector for Transports {
             i64::from(up),
         )
     }
+}
+
+/// One metric with a value per transport, labelled `transport`.
+fn per_transport(
+    out: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    values: [impl EncodeMetric; 4],
+) -> Result<(), std::fmt::Error> {
+    let mut m = out.encode_descriptor(name, help, None, kind)?;
+    for (t, v) in Transport::ALL.iter().zip(values) {
+        v.encode(m.encode_family(&[("transport", t.as_str())])?)?;
+    }
+    Ok(())
 }
 
 /// One unlabelled gauge.
