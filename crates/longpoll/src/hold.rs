@@ -39,13 +39,13 @@ impl LongPoll {
     async fn respond<B>(&self, req: &Request<B>, list: &str) -> Result<Response<Body>, Error> {
         let limits = &self.ctx.limits;
         let channels = channels(list, limits)?;
-        let mut session = self.ctx.stats.session(Transport::LongPoll, channels.len());
         let query = Query::parse(req.uri().query());
         let start = query.start(limits)?;
         let hold = self.config.hold(&query)?;
         // Subscribing registers the watches before the start position is
         // resolved, so nothing published from here on can slip past.
         let mut sub = self.ctx.bus.subscribe(&channels, &start).await?;
+        let mut session = self.ctx.stats.session(Transport::LongPoll, channels.len());
         let batch = tokio::select! {
             // Polled first: what is already retained answers at once, even
             // while draining.
