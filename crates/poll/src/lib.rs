@@ -35,7 +35,6 @@ impl Poll {
     async fn respond<B>(&self, req: &Request<B>, list: &str) -> Result<Response<Body>, Error> {
         let limits = &self.ctx.limits;
         let channels = channels(list, limits)?;
-        let mut session = self.ctx.stats.session(Transport::Poll, channels.len());
         let start = Query::parse(req.uri().query()).start(limits)?;
         let batch = self
             .ctx
@@ -55,8 +54,7 @@ impl Poll {
             res
         } else {
             let body = batch_json(&batch);
-            session.batch(&batch);
-            session.bytes(body.len());
+            self.ctx.stats.answered(Transport::Poll, &batch, body.len());
             json(StatusCode::OK, body)
         };
         if let Ok(v) = HeaderValue::from_str(&etag) {

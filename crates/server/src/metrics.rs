@@ -113,7 +113,7 @@ impl Collector for Transports {
         let gauges: [(&str, &str, [i64; 4]); 2] = [
             (
                 "herald_connections",
-                "Open subscriber sessions: SSE streams, WebSocket connections, long and short polls in progress",
+                "Open subscriber sessions: SSE streams, WebSocket connections, long polls held (short polls are not sessions)",
                 s.connections,
             ),
             (
