@@ -29,10 +29,11 @@ USER 10001
 ENV HERALD_PUBLIC_ADDR=0.0.0.0:8080 \
     HERALD_INTERNAL_ADDR=0.0.0.0:8081
 EXPOSE 8080 8081
-# The public listener's /healthz (503 while the store is unreachable); a
-# HERALD_PUBLIC_ADDR with another port needs this line changed too.
+# The public listener's /readyz (503 while the store is unreachable or once
+# a drain has begun); a HERALD_PUBLIC_ADDR with another port needs this line
+# changed too.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
-    CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8080/healthz"]
+    CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8080/readyz"]
 # herald drains on SIGTERM (docker stop): streams end, WebSockets close with
 # 1001, within --drain-timeout (10 s by default; docker stop waits 10 s
 # before SIGKILL, so give it -t 15 or more).

@@ -225,8 +225,8 @@ async fn http2_streams_share_one_connection() {
         assert_eq!(sse.version, reqwest::Version::HTTP_2);
         streams.push(sse);
     }
-    // The internal listener has one connection too, and a connection over
-    // the cap is refused: publish on one kept-alive connection.
+    // The cap holds on the internal listener too, and a connection over it
+    // is refused at once: publish over one kept-alive connection.
     let publisher = client();
     for ch in channels {
         let res = publisher

@@ -117,4 +117,10 @@ impl Bus {
     pub fn health(&self) -> Health {
         self.engine.health()
     }
+
+    /// How many channels this instance holds state for, if the engine
+    /// knows ([`Engine::channels`]).
+    pub fn channels(&self) -> Option<usize> {
+        self.engine.channels()
+    }
 }

@@ -70,6 +70,12 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Whether the engine can serve now.
     fn health(&self) -> Health;
+
+    /// How many channels this instance holds state for (the metrics'
+    /// `herald_channels`), if the engine knows. Default: unknown.
+    fn channels(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// What [`Engine::read`] found.

@@ -390,6 +390,16 @@ impl Engine for MemoryEngine {
     fn health(&self) -> Health {
         Health::Up
     }
+
+    /// Live channels: those with retained messages or subscribers.
+    fn channels(&self) -> Option<usize> {
+        let channels = self
+            .inner
+            .channels
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        Some(channels.live.len())
+    }
 }
 
 async fn sweep(inner: Weak<Inner>, period: Duration) {

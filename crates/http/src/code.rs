@@ -114,6 +114,8 @@ codes! {
     Overloaded = SERVICE_UNAVAILABLE, "overloaded", WARN, "too many connections; retry later";
     /// The engine cannot store or read now; retrying later may succeed.
     EngineUnavailable = SERVICE_UNAVAILABLE, "engine_unavailable", WARN, "the engine is unavailable; retry later";
+    /// `/readyz` once the server has begun to drain.
+    Draining = SERVICE_UNAVAILABLE, "draining", WARN, "the server is shutting down";
 }
 
 impl Code {

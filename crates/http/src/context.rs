@@ -1,5 +1,5 @@
-//! What every transport is handed: the bus, the subscription limits and the
-//! shutdown signal.
+//! What every transport is handed: the bus, the subscription limits, the
+//! shutdown signal and the counters.
 //!
 //! The shutdown token is how long-lived responses end cleanly: the server
 //! cancels it when draining begins, and every held request, stream and
@@ -15,6 +15,8 @@
 use std::{future::Future, time::Duration};
 
 use herald_bus::Bus;
+
+use crate::Stats;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Code, Error};
@@ -51,6 +53,8 @@ pub struct Context {
     pub limits: Limits,
     /// Cancelled when the server starts draining.
     pub shutdown: CancellationToken,
+    /// What the transports count for `/metrics`.
+    pub stats: Stats,
 }
 
 impl Context {
@@ -86,6 +90,7 @@ mod tests {
                 ..Limits::default()
             },
             shutdown: CancellationToken::new(),
+            stats: Default::default(),
         }
     }
 

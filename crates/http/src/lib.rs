@@ -16,6 +16,7 @@ mod error;
 mod permit;
 mod request;
 mod route;
+mod stats;
 
 pub use body::{Body, empty, full, json};
 pub use code::Code;
@@ -25,3 +26,4 @@ pub use error::{Error, Public, RequestId, json_errors};
 pub use permit::ConnectionPermit;
 pub use request::{Query, channel, channels, header_str};
 pub use route::{Listener, Route};
+pub use stats::{Session, Snapshot, Stats, Transport, WS_CLOSE_LABELS};

@@ -25,8 +25,13 @@ pub enum Listener {
 /// path segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route<'a> {
-    /// `GET|HEAD /healthz`, on either listener.
+    /// `GET|HEAD /healthz`, on either listener: the process is up.
     Health,
+    /// `GET|HEAD /readyz`, on either listener: new subscribers are welcome
+    /// (the engine is reachable and no drain has begun).
+    Ready,
+    /// `GET|HEAD /metrics`, on the internal listener: Prometheus text.
+    Metrics,
     /// `GET|HEAD /poll/{channels}`.
     Poll(&'a str),
     /// `GET|HEAD /longpoll/{channels}`.
@@ -87,6 +92,10 @@ fn seg(s: Option<&str>) -> &str {
 const ROUTES: &[Path] = &[
     Path { on: BOTH, segment: "healthz", tail: Tail::None, allow: "GET, HEAD",
         methods: &[(Method::GET, |_| Route::Health), (Method::HEAD, |_| Route::Health)] },
+    Path { on: BOTH, segment: "readyz", tail: Tail::None, allow: "GET, HEAD",
+        methods: &[(Method::GET, |_| Route::Ready), (Method::HEAD, |_| Route::Ready)] },
+    Path { on: INTERNAL, segment: "metrics", tail: Tail::None, allow: "GET, HEAD",
+        methods: &[(Method::GET, |_| Route::Metrics), (Method::HEAD, |_| Route::Metrics)] },
     Path { on: PUBLIC, segment: "poll", tail: Tail::Segment, allow: "GET, HEAD",
         methods: &[(Method::GET, |s| Route::Poll(seg(s))), (Method::HEAD, |s| Route::Poll(seg(s)))] },
     Path { on: PUBLIC, segment: "longpoll", tail: Tail::Segment, allow: "GET, HEAD",
@@ -171,6 +180,7 @@ mod tests {
     #[test]
     fn public_routes() {
         assert_eq!(parse(Public, Method::GET, "/healthz"), Ok(Route::Health));
+        assert_eq!(parse(Public, Method::HEAD, "/readyz"), Ok(Route::Ready));
         assert_eq!(
             parse(Public, Method::HEAD, "/poll/a,b"),
             Ok(Route::Poll("a,b"))
@@ -197,6 +207,7 @@ mod tests {
             "/healthz/",
             "/publish/a",
             "/channels/a",
+            "/metrics",
             "/nope",
         ] {
             assert_eq!(
@@ -226,6 +237,8 @@ mod tests {
             Ok(Route::DeleteChannel("a"))
         );
         assert_eq!(parse(Internal, Method::HEAD, "/healthz"), Ok(Route::Health));
+        assert_eq!(parse(Internal, Method::GET, "/readyz"), Ok(Route::Ready));
+        assert_eq!(parse(Internal, Method::GET, "/metrics"), Ok(Route::Metrics));
         assert_eq!(
             parse(Internal, Method::GET, "/publish"),
             Err((405, Some("POST".into())))

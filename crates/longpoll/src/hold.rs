@@ -9,7 +9,7 @@
 //! business; this file only decides when to answer.
 
 use herald_bus::Batch;
-use herald_http::{Body, Context, Error, Query, batch_json, channels, json};
+use herald_http::{Body, Context, Error, Query, Transport, batch_json, channels, json};
 use http::{Request, Response, StatusCode};
 
 use crate::Config;
@@ -48,15 +48,28 @@ impl LongPoll {
             .ctx
             .setup(self.ctx.bus.subscribe(&channels, &start))
             .await?;
+        let mut session = self.ctx.stats.session(Transport::LongPoll, channels.len());
         let batch = tokio::select! {
             // Polled first: what is already retained answers at once, even
             // while draining.
             biased;
-            batch = sub.next(limits.max_messages) => batch,
-            () = self.ctx.shutdown.cancelled() => nothing(sub.cursor()),
-            () = tokio::time::sleep(hold) => nothing(sub.cursor()),
+            batch = sub.next(limits.max_messages) => {
+                session.reason("answered");
+                batch
+            }
+            () = self.ctx.shutdown.cancelled() => {
+                session.reason("server shutting down");
+                nothing(sub.cursor())
+            }
+            () = tokio::time::sleep(hold) => {
+                session.reason("hold ended");
+                nothing(sub.cursor())
+            }
         };
-        Ok(json(StatusCode::OK, batch_json(&batch)))
+        let body = batch_json(&batch);
+        session.batch(&batch);
+        session.bytes(body.len());
+        Ok(json(StatusCode::OK, body))
     }
 }
 
@@ -90,6 +103,7 @@ mod tests {
             bus: bus.clone(),
             limits: Limits::default(),
             shutdown: shutdown.clone(),
+            stats: Default::default(),
         };
         Fixture {
             lp: LongPoll::new(ctx, Config::default()),

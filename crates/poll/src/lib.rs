@@ -8,7 +8,9 @@
 //! whole session. It does not wait for messages: that is long polling.
 
 use herald_bus::Start;
-use herald_http::{Body, Context, Error, Query, batch_json, channels, empty, header_str, json};
+use herald_http::{
+    Body, Context, Error, Query, Transport, batch_json, channels, empty, header_str, json,
+};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 
 /// The short-polling transport.
@@ -50,7 +52,9 @@ impl Poll {
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             res
         } else {
-            json(StatusCode::OK, batch_json(&batch))
+            let body = batch_json(&batch);
+            self.ctx.stats.answered(Transport::Poll, &batch, body.len());
+            json(StatusCode::OK, body)
         };
         if let Ok(v) = HeaderValue::from_str(&etag) {
             res.headers_mut().insert(header::ETAG, v);
@@ -80,6 +84,7 @@ mod tests {
             bus: bus.clone(),
             limits: Limits::default(),
             shutdown: Default::default(),
+            stats: Default::default(),
         };
         (Poll::new(ctx), bus)
     }

@@ -279,6 +279,11 @@ impl Engine for RedisEngine {
             .or_else(|| lock(&shared.pubsub_down).clone());
         why.map_or(Health::Up, Health::Down)
     }
+
+    /// Channels with subscribers on this instance (history is in Redis).
+    fn channels(&self) -> Option<usize> {
+        Some(self.shared().lock().len())
+    }
 }
 
 impl Shared {

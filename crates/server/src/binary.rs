@@ -7,20 +7,14 @@ use std::{io, net::SocketAddr, process::ExitCode};
 
 use tokio::net::{TcpListener, TcpSocket};
 
-use crate::{Args, Config, Herald, run, run::shutdown_signal};
+use crate::{Args, Config, Herald, LogFormat, run, run::shutdown_signal};
 
 /// The `herald` binary: configuration from flags, environment and file;
-/// logs through `tracing` (level from `RUST_LOG`, default `info`); exits
-/// non-zero with a message when the configuration is invalid, the engine
-/// cannot be reached or a listener cannot be bound.
+/// logs through `tracing` (level from `RUST_LOG`, default `info`; text or
+/// JSON lines by `log-format`); exits non-zero with a message when the
+/// configuration is invalid, the engine cannot be reached or a listener
+/// cannot be bound.
 pub fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
     let config = match Args::load() {
         Ok(c) => c,
         Err(e) => {
@@ -28,6 +22,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    init_logs(config.log_format);
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => tracing::info!(limit = n, "open-file limit raised to the hard limit"),
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
@@ -48,6 +43,22 @@ pub fn main() -> ExitCode {
             eprintln!("herald: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Log lines to stderr in `format`, at the level `RUST_LOG` says (default
+/// `info`).
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
     }
 }
 

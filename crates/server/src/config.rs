@@ -103,6 +103,9 @@ pub struct Config {
     /// 100 subscriptions per connection, 10 subscribe/unsubscribe frames
     /// per second (30 at once), any origin, `gap` for slow readers.
     pub ws: herald_ws::Config,
+    /// How the binary writes its log lines to stderr. Default
+    /// [`LogFormat::Text`]. Embedders set up their own logging.
+    pub log_format: LogFormat,
 }
 
 impl Default for Config {
@@ -131,6 +134,7 @@ impl Default for Config {
             cors_origins: vec!["*".into()],
             sse: herald_sse::Config::default(),
             ws: herald_ws::Config::default(),
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -161,6 +165,7 @@ impl fmt::Debug for Config {
             cors_origins,
             sse,
             ws,
+            log_format,
         } = self;
         f.debug_struct("Config")
             .field("public_addr", public_addr)
@@ -186,6 +191,7 @@ impl fmt::Debug for Config {
             .field("cors_origins", cors_origins)
             .field("sse", sse)
             .field("ws", ws)
+            .field("log_format", log_format)
             .finish()
     }
 }
@@ -226,6 +232,37 @@ impl fmt::Display for EngineKind {
         f.write_str(match self {
             EngineKind::Memory => "memory",
             EngineKind::Redis => "redis",
+        })
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("{s:?} is not a log format; use text or json")),
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
         })
     }
 }
@@ -282,9 +319,9 @@ impl Config {
             ("header-read-timeout", self.header_read_timeout),
             ("request-timeout", self.request_timeout),
             ("drain-timeout", self.drain_timeout),
+            ("setup-timeout", self.limits.setup_timeout),
             ("send-timeout", self.send_timeout),
             ("idle-timeout", self.idle_timeout),
-            ("setup-timeout", self.limits.setup_timeout),
         ] {
             if value.is_zero() {
                 return Err(ConfigError(format!("{name} must be at least 1 second")));

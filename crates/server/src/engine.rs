@@ -6,12 +6,14 @@
 //! value, `Config::redis`. What an engine does is its own crate's business.
 
 use herald_bus::Bus;
+use prometheus_client::metrics::counter::Counter;
 
-use crate::{Config, EngineKind, Error};
+use crate::{Config, EngineKind, Error, metrics::Counted};
 
 /// A bus over the engine `config.engine` names, bounded by
-/// `config.history`. Fails when the Redis engine cannot start.
-pub(crate) async fn bus(config: &Config) -> Result<Bus, Error> {
+/// `config.history`, counting the engine's failures in `errors`. Fails when
+/// the Redis engine cannot start.
+pub(crate) async fn bus(config: &Config, errors: Counter) -> Result<Bus, Error> {
     match config.engine {
         EngineKind::Memory => Ok(Bus::memory(config.history.clone())),
         EngineKind::Redis => {
@@ -23,7 +25,10 @@ pub(crate) async fn bus(config: &Config) -> Result<Bus, Error> {
                     source,
                 })?;
             tracing::info!(%url, "using the Redis engine");
-            Ok(Bus::new(engine))
+            Ok(Bus::new(Counted {
+                inner: engine,
+                errors,
+            }))
         }
     }
 }
@@ -34,7 +39,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_configured_engine_is_built() {
-        let memory = bus(&Config::default()).await.unwrap();
+        let memory = bus(&Config::default(), Counter::default()).await.unwrap();
         assert!(matches!(memory.health(), herald_bus::Health::Up));
         let config = Config {
             engine: EngineKind::Redis,
@@ -44,7 +49,11 @@ mod tests {
             },
             ..Config::default()
         };
-        let e = bus(&config).await.err().unwrap().to_string();
+        let e = bus(&config, Counter::default())
+            .await
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             e.starts_with("cannot use Redis at redis://***@127.0.0.1:1"),
             "{e}"

@@ -11,8 +11,9 @@ use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use herald_bus::Bus;
-use herald_http::{Body, Context, json_errors};
+use herald_http::{Body, Context, Stats, json_errors};
 use http::{HeaderValue, Method, Request, Response, header};
+use prometheus_client::metrics::counter::Counter;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::{ServiceBuilder, service_fn, util::BoxCloneSyncService};
 use tower_http::{
@@ -22,7 +23,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{Config, ConfigError, EngineKind, Error, engine, internal, public};
+use crate::{Config, ConfigError, EngineKind, Error, engine, internal, metrics::Metrics, public};
 
 /// An embeddable gateway: the bus, the subscriber transports and the
 /// publish/admin endpoints, without listeners.
@@ -48,8 +49,9 @@ impl Herald {
     /// down, a bad URL); the error never shows a Redis password.
     pub async fn connect(config: Config) -> Result<Self, Error> {
         config.validate()?;
-        let bus = engine::bus(&config).await?;
-        Ok(Self::with_bus(config, bus)?)
+        let engine_errors = Counter::default();
+        let bus = engine::bus(&config, engine_errors.clone()).await?;
+        Ok(Self::assemble(config, bus, engine_errors)?)
     }
 
     /// A gateway on the in-memory engine, without awaiting anything. Call it
@@ -73,16 +75,26 @@ impl Herald {
     /// engine keeps the bounds it was built with. Fails if `config` does not
     /// validate.
     pub fn with_bus(config: Config, bus: Bus) -> Result<Self, ConfigError> {
+        Self::assemble(config, bus, Counter::default())
+    }
+
+    /// The gateway over `bus`, whose engine counts its failures in
+    /// `engine_errors` (or does not, and the metric stays at zero).
+    fn assemble(config: Config, bus: Bus, engine_errors: Counter) -> Result<Self, ConfigError> {
         config.validate()?;
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let stats = Stats::default();
+        let metrics = Metrics::new(stats.clone(), bus.clone(), engine_errors);
         let ctx = Context {
             bus: bus.clone(),
             limits: config.limits.clone(),
             shutdown: shutdown.clone(),
+            stats,
         };
         let public = public::Public::new(ctx, tasks.clone(), &config);
-        let internal = internal::Internal::new(bus.clone(), &config);
+        let internal =
+            internal::Internal::new(bus.clone(), &config, shutdown.clone(), Arc::new(metrics));
         Ok(Herald {
             inner: Arc::new(Inner {
                 config,

@@ -11,16 +11,19 @@
 //! must say it is JSON (which a page cannot send without a preflight that
 //! this listener never answers).
 
+use std::{sync::Arc, time::Instant};
+
 use bytes::Bytes;
-use herald_bus::{Bus, ChannelName, Draft, EventName, Health, Payload};
+use herald_bus::{Bus, ChannelName, Draft, EventName, Health, Payload, Published};
 use herald_http::{Body, Code, Error, Listener, Query, Route, header_str, json, write_json_str};
 use http::{Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
 
-use crate::Config;
+use crate::{Config, metrics::Metrics};
 
 /// The host names a loopback internal listener answers by default.
 const LOOPBACK_HOSTS: &[&str] = &["localhost", "127.0.0.1", "[::1]"];
@@ -32,15 +35,25 @@ pub(crate) struct Internal {
     max_batch: usize,
     /// Lower-case `Host` names (a port optional) answered; `None`: any.
     hosts: Option<Vec<String>>,
+    /// Cancelled when draining begins: `/readyz` then answers 503.
+    shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
 }
 
 impl Internal {
-    pub(crate) fn new(bus: Bus, config: &Config) -> Self {
+    pub(crate) fn new(
+        bus: Bus,
+        config: &Config,
+        shutdown: CancellationToken,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Internal {
             bus,
             token: config.publish_token.clone(),
             max_batch: config.max_batch,
             hosts: allowed_hosts(config),
+            shutdown,
+            metrics,
         }
     }
 
@@ -66,6 +79,8 @@ impl Internal {
             Route::ChannelInfo(channel) => self.info(channel).await,
             Route::DeleteChannel(channel) => self.delete(channel).await,
             Route::Health => Ok(self.health()),
+            Route::Ready => Ok(crate::ready::ready(&self.bus, &self.shutdown)),
+            Route::Metrics => Ok(self.metrics.render()),
             // The public listener's routes never parse here.
             _ => Err(Error::from(Code::NotFound)),
         }
@@ -125,7 +140,6 @@ impl Internal {
             Payload::text(body)?
         };
         let published = self
-            .bus
             .publish(vec![Draft {
                 channel,
                 event,
@@ -209,7 +223,7 @@ impl Internal {
                 payload,
             });
         }
-        let published = self.bus.publish(drafts).await?;
+        let published = self.publish(drafts).await?;
         let mut out = String::from("{\"messages\":[");
         for (i, p) in published.iter().enumerate() {
             if i > 0 {
@@ -219,6 +233,14 @@ impl Internal {
         }
         out.push_str("]}");
         Ok(json(StatusCode::ACCEPTED, out))
+    }
+
+    /// Stores `drafts`, counting them and the time the engine took.
+    async fn publish(&self, drafts: Vec<Draft>) -> Result<Vec<Published>, Error> {
+        let started = Instant::now();
+        let published = self.bus.publish(drafts).await?;
+        self.metrics.published(published.len(), started.elapsed());
+        Ok(published)
     }
 
     async fn info(&self, channel: &str) -> Result<Response<Body>, Error> {

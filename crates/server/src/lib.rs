@@ -15,7 +15,10 @@
 //!   future, then the drain; serve.rs accepts connections for it, and
 //!   lean.rs (with rewind.rs) serves held requests on the public listener
 //!   with less memory than hyper's HTTP/1 connection.
-//! - binary.rs: [`main`], the `herald` binary's setup.
+//! - metrics.rs (with metrics/): `GET /metrics`, the Prometheus registry
+//!   that reads the transports' counters at scrape time; ready.rs:
+//!   `GET /readyz`.
+//! - binary.rs: [`main`], the `herald` binary's setup (logs as text or JSON).
 //! - config.rs and cli.rs: the configuration and where it comes from.
 
 mod binary;
@@ -26,14 +29,16 @@ mod error;
 mod herald;
 mod internal;
 mod lean;
+mod metrics;
 mod public;
+mod ready;
 mod rewind;
 mod run;
 mod serve;
 
 pub use binary::main;
 pub use cli::Args;
-pub use config::{Config, ConfigError, EngineKind};
+pub use config::{Config, ConfigError, EngineKind, LogFormat};
 pub use error::Error;
 pub use herald::Herald;
 pub use herald_bus as bus;

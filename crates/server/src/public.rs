@@ -1,5 +1,5 @@
-//! The public listener's routes: the subscriber transports and a health
-//! check. Nothing here can publish or administer; that lives on the internal
+//! The public listener's routes: the subscriber transports, a health
+//! check and the readiness check. Nothing here can publish or administer; that lives on the internal
 //! listener, so that a reverse proxy fronting this one can never reach it.
 
 use herald_http::{Body, Code, Context, Error, Listener, Route, json};
@@ -13,6 +13,7 @@ use crate::Config;
 
 /// The public routes, before tower layers.
 pub(crate) struct Public {
+    ctx: Context,
     poll: Poll,
     longpoll: LongPoll,
     sse: Sse,
@@ -22,12 +23,13 @@ pub(crate) struct Public {
 impl Public {
     pub(crate) fn new(ctx: Context, tasks: tokio_util::task::TaskTracker, config: &Config) -> Self {
         Public {
+            ctx: ctx.clone(),
             poll: Poll::new(ctx.clone()),
             longpoll: LongPoll::new(ctx.clone(), config.longpoll.clone()),
             sse: Sse::new(ctx.clone(), config.sse.clone()),
-            // One send deadline for every transport: the top-level one.
+            // One send deadline for every transport: `--send-timeout`.
             ws: Ws::new(
-                ctx,
+                ctx.clone(),
                 herald_ws::Config {
                     send_timeout: config.send_timeout,
                     ..config.ws.clone()
@@ -45,6 +47,7 @@ impl Public {
         let path = req.uri().path().to_owned();
         match Route::parse(Listener::Public, req.method(), &path) {
             Ok(Route::Health) => json(StatusCode::OK, r#"{"status":"ok"}"#),
+            Ok(Route::Ready) => crate::ready::ready(&self.ctx.bus, &self.ctx.shutdown),
             Ok(Route::Poll(list)) => self.poll.handle(&req, list).await,
             Ok(Route::LongPoll(list)) => self.longpoll.handle(&req, list).await,
             Ok(Route::Sse(list)) => self.sse.handle(&req, list).await,

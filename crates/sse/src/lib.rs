@@ -20,7 +20,7 @@ mod jitter;
 mod stream;
 
 use herald_bus::{Cursor, Start};
-use herald_http::{Body, Code, Context, Error, Query, channels, empty};
+use herald_http::{Body, Code, Context, Error, Query, Transport, channels, empty};
 use http::{HeaderName, HeaderValue, Method, Request, Response, header};
 use tokio::time::Instant;
 
@@ -80,6 +80,7 @@ impl Sse {
                 .map(|d| Instant::now() + jitter::lifetime(d)),
             opening: Some(frame::opening(jitter::retry(self.config.retry))),
             finished: false,
+            session: self.ctx.stats.session(Transport::Sse, channels.len()),
         };
         Ok(event_stream(events.into_body()))
     }
@@ -149,6 +150,7 @@ mod tests {
             bus: bus.clone(),
             limits: Limits::default(),
             shutdown: shutdown.clone(),
+            stats: Default::default(),
         };
         Setup {
             sse: Sse::new(ctx, config),

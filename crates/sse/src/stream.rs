@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use herald_bus::{Batch, Subscription};
-use herald_http::Body;
+use herald_http::{Body, Session};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use tokio::time::{Instant, sleep_until};
@@ -44,6 +44,8 @@ pub(crate) struct Events {
     pub(crate) single: bool,
     /// Every channel was deleted: end after this frame.
     pub(crate) finished: bool,
+    /// Counts what the stream sends; logs its end when dropped.
+    pub(crate) session: Session,
 }
 
 enum Next {
@@ -58,6 +60,7 @@ impl Events {
     pub(crate) fn into_body(self) -> Body {
         let frames = futures::stream::unfold(self, |mut events| async move {
             let bytes = events.next_frame().await?;
+            events.session.bytes(bytes.len());
             Some((Ok(Frame::data(bytes)), events))
         });
         StreamBody::new(frames).boxed_unsync()
@@ -68,6 +71,7 @@ impl Events {
             return Some(open);
         }
         if self.finished {
+            self.session.reason("every channel deleted");
             return None;
         }
         // One timer: the heartbeat is due `heartbeat` after the last write,
@@ -81,10 +85,17 @@ impl Events {
             () = sleep_until(wake) => Next::Tick,
         };
         match next {
-            Next::Stop => None,
-            Next::Tick if self.end.is_some_and(|end| Instant::now() >= end) => None,
+            Next::Stop => {
+                self.session.reason("server shutting down");
+                None
+            }
+            Next::Tick if self.end.is_some_and(|end| Instant::now() >= end) => {
+                self.session.reason("lifetime over");
+                None
+            }
             Next::Tick => Some(Bytes::from_static(frame::HEARTBEAT)),
             Next::Batch(batch) => {
+                self.session.batch(&batch);
                 let bytes = self.encode(batch);
                 self.finished = self.sub.is_empty();
                 Some(bytes)

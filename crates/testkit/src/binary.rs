@@ -114,8 +114,8 @@ impl Binary {
             let listening = line.contains("herald listening");
             if listening {
                 binary.endpoints = Endpoints {
-                    public: logged_addr(&line, "public="),
-                    internal: logged_addr(&line, "internal="),
+                    public: logged_addr(&line, "public"),
+                    internal: logged_addr(&line, "internal"),
                 };
             }
             binary.startup.push(line);
@@ -155,10 +155,15 @@ impl Binary {
 }
 
 /// The address after `key` in the "herald listening" log line.
+/// The address logged as `key` in a text line (`public=ADDR`) or a JSON
+/// line (`"public":"ADDR"`).
 fn logged_addr(line: &str, key: &str) -> SocketAddr {
-    let at = line.find(key).expect("address in log") + key.len();
+    let at = [format!("{key}="), format!("\"{key}\":\"")]
+        .iter()
+        .find_map(|k| Some(line.find(k.as_str())? + k.len()))
+        .expect("address in log");
     line[at..]
-        .split_whitespace()
+        .split(|c: char| c.is_whitespace() || c == '"')
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no {key} address in {line:?}"))

@@ -21,8 +21,10 @@ pub struct Config {
     /// Default 20 s.
     pub ping_timeout: Duration,
     /// How long the socket may take to accept what the connection has
-    /// handed it (at most 256 KiB plus one message frame) before the peer counts as stalled and the connection is
-    /// closed with 4408. Default 30 s.
+    /// handed it (at most 256 KiB plus one message frame) before the peer
+    /// counts as stalled and the connection is closed with 4408. Default
+    /// 30 s; the server sets it from `--send-timeout`, its one send deadline
+    /// for every transport.
     pub send_timeout: Duration,
     /// Largest client message (and frame), in bytes; a larger one closes the
     /// connection with 1009. Default 65,536.

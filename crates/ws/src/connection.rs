@@ -33,7 +33,7 @@ use std::{
 use bytes::Bytes;
 use futures::{Sink, Stream};
 use herald_bus::{Batch, ChannelName, Subscription};
-use herald_http::{Code, Context, Error};
+use herald_http::{Code, Context, Error, Session, Transport};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     time::{Instant, MissedTickBehavior, interval_at, sleep_until, timeout},
@@ -89,6 +89,23 @@ enum End {
     Gone,
 }
 
+impl End {
+    /// Counts the close and gives the session its log line's reason.
+    fn record(&self, session: &mut Session) {
+        match *self {
+            End::Close(CloseCode::Again, reason) => session.slow(reason),
+            End::Close(_, reason) => session.reason(reason),
+            End::PeerClosed => session.reason("client closed"),
+            End::Gone => {}
+        }
+        match *self {
+            End::Close(code, _) => session.ws_close(Some(code.into()), false),
+            End::PeerClosed => session.ws_close(None, true),
+            End::Gone => session.ws_close(None, false),
+        }
+    }
+}
+
 /// What woke the connection up.
 enum Event {
     Shutdown,
@@ -135,6 +152,8 @@ struct Connection<S> {
     /// Channels subscribed since the last batch was read: a gap on one of
     /// them is the client resuming from an old cursor, not falling behind.
     fresh: Vec<ChannelName>,
+    /// Counts what the connection sends; logs its end when dropped.
+    session: Session,
 }
 
 /// Serves one connection until it ends, then closes it. `greeting` is sent
@@ -151,6 +170,7 @@ pub(crate) async fn serve<S>(
 {
     let fresh = sub.channels().cloned().collect();
     let bucket = Bucket::new(config.frame_rate, config.frame_burst);
+    let session = ctx.stats.session(Transport::Ws, sub.len());
     let mut c = Connection {
         ws,
         sub,
@@ -167,6 +187,7 @@ pub(crate) async fn serve<S>(
         bad_frames: 0,
         bucket,
         fresh,
+        session,
     };
     let end = match greeting {
         Some(g) => match c.reply(g) {
@@ -176,6 +197,7 @@ pub(crate) async fn serve<S>(
         None => c.run().await,
     };
     tracing::debug!(?end, "websocket connection ends");
+    end.record(&mut c.session);
     c.finish(end).await;
 }
 
@@ -363,6 +385,7 @@ where
                     Err(e) => self.reply(frame::error(reference, &e)),
                     Ok(()) => {
                         self.fresh.extend(new);
+                        self.session.channels(self.sub.len());
                         let cursor = self.sub.cursor();
                         self.reply(frame::subscribed(reference, &channels, &cursor))
                     }
@@ -371,6 +394,7 @@ where
             Ok(Op::Unsubscribe { channels }) => {
                 let removed = self.sub.remove(&channels);
                 self.fresh.retain(|c| !removed.contains(c));
+                self.session.channels(self.sub.len());
                 self.reply(frame::unsubscribed(reference, &removed))
             }
         }
@@ -398,6 +422,7 @@ where
                 "fell behind the retained history",
             ));
         }
+        self.session.batch(&batch);
         if !batch.gaps.is_empty() {
             self.outbox
                 .push_back(frame::gap(&batch.gaps, GapReason::History));
@@ -433,6 +458,7 @@ where
     /// Hands a text frame to the socket without waiting (the frame is
     /// already valid UTF-8: herald built it, so it is not checked again).
     fn text(&mut self, bytes: Bytes) -> Result<(), End> {
+        self.session.bytes(bytes.len());
         let frame = Frame::message(bytes, OpCode::Data(Data::Text), true);
         self.send(WsMessage::Frame(frame))
     }
@@ -517,6 +543,7 @@ mod tests {
             }),
             limits: Limits::default(),
             shutdown: CancellationToken::new(),
+            stats: Default::default(),
         }
     }
 
@@ -1018,6 +1045,7 @@ mod tests {
             bus: Bus::new(Down),
             limits: Limits::default(),
             shutdown: CancellationToken::new(),
+            stats: Default::default(),
         };
         let (a, b) = tokio::io::duplex(1 << 16);
         let server = WebSocketStream::from_raw_socket(Metered::new(a), Role::Server, None).await;

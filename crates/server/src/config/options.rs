@@ -322,6 +322,14 @@ pub(crate) static SECTIONS: &[Section] = &[
             ),
         ],
     },
+    Section {
+        title: "Logs",
+        options: &[Opt::new(
+            "log-format",
+            &Choice(at!(log_format)),
+            "Log lines on stderr: `text` or `json` (one object per line); level from `RUST_LOG`",
+        )],
+    },
 ];
 
 /// Every option, in order.
@@ -394,7 +402,7 @@ mod tests {
         };
         let changed: Vec<_> = all()
             .map(|opt| {
-                ["7", "8", "127.0.0.1:7", "redis", "close", "x"]
+                ["7", "8", "127.0.0.1:7", "redis", "close", "json", "x"]
                     .into_iter()
                     .find_map(|text| Some((opt, text, set(opt, Config::default(), text)?)))
                     .unwrap_or_else(|| panic!("{}: no value changes it", opt.name))
