@@ -1,8 +1,10 @@
 //! End-to-end: `herald doctor` (the real binary) against herald behind a
 //! real nginx. Behind the shipped deploy/nginx/herald.conf it reports
-//! healthy and exits 0; behind an nginx that buffers SSE (buffering on and
-//! herald's `X-Accel-Buffering: no` ignored) and cuts held requests after
-//! 3 s it names both problems, measures the cut, and exits 1.
+//! healthy and exits 0; behind an nginx that buffers SSE (buffering on,
+//! herald's `X-Accel-Buffering: no` ignored, and gzip on
+//! text/event-stream, which holds events back: with buffering alone this
+//! nginx still passed each event on at once) and cuts held requests after
+//! 3 s, it names both problems, measures the cut, and exits 1.
 //!
 //! To keep the test short the doctor holds its long poll 5 s (`--hold 5`)
 //! and the broken nginx cuts at 3 s:
@@ -118,6 +120,7 @@ async fn behind_the_shipped_nginx_config_it_reports_healthy() {
     for check in ["reach", "clock", "sse", "long", "websocket"] {
         assert!(line(&text, check).starts_with("ok"), "{check}: {text}");
     }
+    assert!(line(&text, "long").contains("was not cut"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -295,7 +295,8 @@ async fn sse(client: &Client, args: &Args, base: &str) -> Outcome {
 fn buffered(seen: &str) -> String {
     format!(
         "{seen}: something between the browser and herald buffers the stream. nginx: \
-         `proxy_buffering off` in the SSE location and no `proxy_ignore_headers X-Accel-Buffering`; \
+         `proxy_buffering off` in the SSE location, no `proxy_ignore_headers X-Accel-Buffering` \
+         and no `gzip` for text/event-stream; \
          Caddy: `flush_interval -1`; HAProxy: no compression or response buffering on the SSE \
          backend; a CDN: bypass caching and buffering for /sse/"
     )
@@ -307,7 +308,7 @@ async fn held(client: &Client, args: &Args, base: &str, cursor: &str) -> Outcome
     const NAME: &str = "long poll";
     let hold = args.hold();
     let url = format!(
-        "{base}/longpoll/{}?since={cursor}&timeout={}",
+        "{base}/longpoll/{}-hold?since={cursor}&timeout={}",
         args.channel, args.hold
     );
     let started = Instant::now();
@@ -368,5 +369,63 @@ async fn websocket(base: &str) -> Outcome {
         ),
         Ok(Err(e)) => Outcome::problem(NAME, format!("{url} failed: {e}")),
         Err(_) => Outcome::problem(NAME, format!("{url}: no answer in {PROMPT:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> header::HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.parse().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn a_date_far_from_ours_is_skew() {
+        let now = httpdate::fmt_http_date(SystemTime::now());
+        assert!(!clock(&headers(&[(header::DATE, &now)])).is_problem());
+        let late = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
+        let o = clock(&headers(&[(header::DATE, &late)]));
+        assert!(o.is_problem() && o.text.contains("NTP"), "{o}");
+        assert!(!clock(&headers(&[])).is_problem());
+    }
+
+    #[test]
+    fn cors_is_checked_only_for_a_given_origin() {
+        let args = |origin: Option<&str>| {
+            let mut a = Args::parse_from(["herald doctor", "http://x"]);
+            a.origin = origin.map(str::to_string);
+            a
+        };
+        let acao = header::ACCESS_CONTROL_ALLOW_ORIGIN;
+        assert!(!cors(&args(None), &headers(&[])).is_problem());
+        let site = Some("https://app.example");
+        assert!(cors(&args(site), &headers(&[])).is_problem());
+        assert!(!cors(&args(site), &headers(&[(acao.clone(), "*")])).is_problem());
+        assert!(
+            !cors(
+                &args(site),
+                &headers(&[(acao.clone(), "https://app.example")])
+            )
+            .is_problem()
+        );
+        assert!(cors(&args(site), &headers(&[(acao, "https://other.example")])).is_problem());
+    }
+
+    #[test]
+    fn one_line_per_check_marked_ok_or_problem() {
+        assert_eq!(
+            Outcome::ok("sse", "fine").to_string(),
+            "ok      sse        fine"
+        );
+        assert!(
+            Outcome::problem("sse", "late")
+                .to_string()
+                .starts_with("PROBLEM sse")
+        );
     }
 }
