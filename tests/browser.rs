@@ -5,8 +5,6 @@
 //! makes `cargo test` run them, and skips loudly (fails under `CI=true`)
 //! when node, the npm packages or Chromium are missing.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -17,7 +15,7 @@ fn chromium() -> PathBuf {
 
 /// What is missing to run the browser suite, if anything.
 fn missing(client: &Path) -> Option<String> {
-    if support::need("node").is_none() || support::need("npm").is_none() {
+    if herald_testkit::need("node").is_none() || herald_testkit::need("npm").is_none() {
         return Some("node or npm".into());
     }
     if !client.join("node_modules/playwright-core").is_dir() {
@@ -34,7 +32,7 @@ fn missing(client: &Path) -> Option<String> {
 fn herald_js_in_chromium() {
     let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/js");
     if let Some(what) = missing(&client) {
-        if support::required() {
+        if herald_testkit::required() {
             panic!("the browser tests need {what}, which is missing in CI");
         }
         eprintln!("\n*** SKIPPED: browser tests need {what} ***\n");

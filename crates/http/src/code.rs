@@ -92,6 +92,9 @@ codes! {
     NotFound = NOT_FOUND, "not_found", DEBUG, "no such endpoint";
     /// The endpoint exists but not with this method (sent with `Allow`).
     MethodNotAllowed = METHOD_NOT_ALLOWED, "method_not_allowed", DEBUG, "method not allowed on this endpoint";
+    /// WebSocket `subscribe`/`unsubscribe` frames faster than
+    /// `ws-frame-rate` (frames only).
+    RateLimited = TOO_MANY_REQUESTS, "rate_limited", DEBUG, "too many frames; slow down";
     /// A request over `request-timeout`.
     Timeout = REQUEST_TIMEOUT, "timeout", DEBUG, "the request took longer than request-timeout";
     /// A request body over `max-body`.

@@ -42,7 +42,8 @@ pub struct Config {
     /// History bounds per channel. Defaults: 100 messages, 1 MiB, 10 min.
     pub history: herald_bus::Config,
     /// Subscription limits. Defaults: 32 channels per subscription, 1000
-    /// messages per response.
+    /// messages per response, 5 s for the engine reads before a hold,
+    /// stream or subscription starts.
     pub limits: Limits,
     /// Long-poll hold times. Defaults: 25 s when the client gives no
     /// `timeout`, at most 55 s whatever it asks.
@@ -68,8 +69,9 @@ pub struct Config {
     /// (default 15 s) and maximum stream lifetime (default none).
     pub sse: herald_sse::Config,
     /// The WebSocket transport. Defaults: ping every 20 s, 20 s to answer,
-    /// 64 KiB frames, 10 bad frames, 100 subscriptions per connection, any
-    /// origin, `gap` for slow readers.
+    /// 30 s for the socket to accept writes, 64 KiB frames, 10 bad frames,
+    /// 100 subscriptions per connection, 10 subscribe/unsubscribe frames
+    /// per second (30 at once), any origin, `gap` for slow readers.
     pub ws: herald_ws::Config,
 }
 
@@ -226,6 +228,7 @@ impl Config {
             ("header-read-timeout", self.header_read_timeout),
             ("request-timeout", self.request_timeout),
             ("drain-timeout", self.drain_timeout),
+            ("setup-timeout", self.limits.setup_timeout),
         ] {
             if value.is_zero() {
                 return Err(ConfigError(format!("{name} must be at least 1 second")));
@@ -282,6 +285,12 @@ impl Config {
         if ws.max_subscriptions == 0 {
             return fail("ws-max-subscriptions must be at least 1");
         }
+        if ws.frame_rate == 0 {
+            return fail("ws-frame-rate must be at least 1 frame per second");
+        }
+        if ws.frame_burst == 0 {
+            return fail("ws-frame-burst must be at least 1");
+        }
         if !origins_valid(&ws.origins) {
             return fail("ws-origins must be a comma-separated list of origins");
         }
@@ -313,6 +322,15 @@ mod tests {
         let mut c = Config::default();
         c.ws.max_bad_frames = 0;
         assert!(c.validate().unwrap_err().0.contains("ws-max-bad-frames"));
+        let mut c = Config::default();
+        c.ws.frame_rate = 0;
+        assert!(c.validate().unwrap_err().0.contains("ws-frame-rate"));
+        let mut c = Config::default();
+        c.ws.frame_burst = 0;
+        assert!(c.validate().unwrap_err().0.contains("ws-frame-burst"));
+        let mut c = Config::default();
+        c.limits.setup_timeout = Duration::ZERO;
+        assert!(c.validate().unwrap_err().0.contains("setup-timeout"));
         let mut c = Config::default();
         c.ws.origins = vec!["bad\norigin".into()];
         assert!(c.validate().unwrap_err().0.contains("ws-origins"));

@@ -69,7 +69,10 @@ impl Sse {
         if req.method() == Method::HEAD {
             return Ok(event_stream(empty()));
         }
-        let sub = self.ctx.bus.subscribe(&channels, &start).await?;
+        let sub = self
+            .ctx
+            .setup(self.ctx.bus.subscribe(&channels, &start))
+            .await?;
         let events = Events {
             single: channels.len() == 1,
             sub,

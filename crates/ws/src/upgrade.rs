@@ -23,7 +23,7 @@ use tokio_tungstenite::{
 };
 use tokio_util::task::TaskTracker;
 
-use crate::{Config, connection, frame};
+use crate::{Config, connection, frame, metered::Metered};
 
 /// Bytes read from the socket at a time, allocated up front per connection.
 /// Client frames are small JSON objects, and an idle connection should cost
@@ -79,15 +79,15 @@ impl Ws {
                 let channels = channels(list, limits)?;
                 let max = self.config.max_subscriptions;
                 if channels.len() > max {
-                    return Err(Error::new(
-                        Code::TooManySubscriptions,
-                        format!("at most {max} channels per connection"),
-                    ));
+                    return Err(frame::too_many(max));
                 }
                 let start = Query::parse(req.uri().query()).start(limits)?;
                 // Subscribed before the 101, so that whatever is published
                 // once the client is connected is delivered.
-                let sub = self.ctx.bus.subscribe(&channels, &start).await?;
+                let sub = self
+                    .ctx
+                    .setup(self.ctx.bus.subscribe(&channels, &start))
+                    .await?;
                 let greeting = frame::subscribed(None, &channels, &sub.cursor());
                 (sub, Some(greeting))
             }
@@ -115,7 +115,7 @@ impl Ws {
                 }
             };
             let ws = WebSocketStream::from_raw_socket(
-                TokioIo::new(upgraded),
+                Metered::new(TokioIo::new(upgraded)),
                 Role::Server,
                 Some(ws_config),
             )

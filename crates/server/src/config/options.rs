@@ -206,6 +206,11 @@ pub(crate) static SECTIONS: &[Section] = &[
                 &Count(at!(limits.max_messages)),
                 "Messages per response or stream batch",
             ),
+            Opt::new(
+                "setup-timeout",
+                &Secs(at!(limits.setup_timeout)),
+                "Seconds the engine reads before a poll answer, hold, stream or WebSocket subscription may take; past it: 503",
+            ),
         ],
     },
     Section {
@@ -270,6 +275,16 @@ pub(crate) static SECTIONS: &[Section] = &[
                 "ws-max-subscriptions",
                 &Count(at!(ws.max_subscriptions)),
                 "Channels one WebSocket connection may subscribe to",
+            ),
+            Opt::new(
+                "ws-frame-rate",
+                &Count(at!(ws.frame_rate)),
+                "WebSocket subscribe/unsubscribe frames per second per connection; faster ones get `rate_limited`",
+            ),
+            Opt::new(
+                "ws-frame-burst",
+                &Count(at!(ws.frame_burst)),
+                "WebSocket subscribe/unsubscribe frames a connection may send at once before ws-frame-rate applies",
             ),
             Opt::new(
                 "ws-origins",
