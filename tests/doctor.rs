@@ -129,11 +129,15 @@ async fn behind_a_buffering_nginx_with_a_short_read_timeout_it_names_both() {
     assert!(
         SHIPPED.contains("proxy_buffering off;") && SHIPPED.contains("proxy_read_timeout 70s;")
     );
+    assert!(SHIPPED.contains("gzip off;"));
     let broken = SHIPPED
         .replace(
             "proxy_buffering off;",
-            "proxy_buffering on;\n        proxy_ignore_headers X-Accel-Buffering;\n        \
-             gzip on;\n        gzip_types text/event-stream;",
+            "proxy_buffering on;\n        proxy_ignore_headers X-Accel-Buffering;",
+        )
+        .replace(
+            "gzip off;",
+            "gzip on;\n        gzip_types text/event-stream;",
         )
         .replace("proxy_read_timeout 70s;", "proxy_read_timeout 3s;");
     let Some(nginx) = Nginx::start(&s, &broken) else {
