@@ -123,10 +123,33 @@ async fn rediss_with_the_authority_given_works_and_without_it_is_refused() {
 
 #[tokio::test]
 async fn a_sentinel_failover_mid_stream_leaves_subscribers_receiving() {
+    failover_mid_stream(Failover::Asked).await;
+}
+
+#[tokio::test]
+async fn a_killed_primary_mid_stream_is_replaced_and_subscribers_keep_receiving() {
+    failover_mid_stream(Failover::PrimaryKilled).await;
+}
+
+/// How the primary goes away.
+#[derive(PartialEq)]
+enum Failover {
+    /// `SENTINEL FAILOVER`: the old primary is demoted to a replica.
+    Asked,
+    /// The primary crashes; the sentinel notices it down (1 s) and promotes
+    /// the replica.
+    PrimaryKilled,
+}
+
+/// A primary, a replica and a sentinel; herald through the sentinel with an
+/// SSE subscriber; then the failover: publishes answer 503 until herald
+/// follows the new primary, and the first one accepted there must reach the
+/// subscriber.
+async fn failover_mid_stream(how: Failover) {
     let Some(program) = need("redis-server") else {
         return;
     };
-    let primary = RedisServer::start(&program);
+    let mut primary = RedisServer::start(&program);
     let replica = RedisServer::start_with(
         &program,
         None,
@@ -182,23 +205,27 @@ async fn a_sentinel_failover_mid_stream_leaves_subscribers_receiving() {
 
     // Until the sentinel has looked at the replica, it has none to promote.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while sentinel
-        .try_command(&["SENTINEL", "FAILOVER", "mymaster"])
-        .is_err()
+    while how == Failover::Asked
+        && sentinel
+            .try_command(&["SENTINEL", "FAILOVER", "mymaster"])
+            .is_err()
     {
         assert!(Instant::now() < deadline, "the sentinel never failed over");
         sleep(Duration::from_millis(200)).await;
+    }
+    if how == Failover::PrimaryKilled {
+        primary.kill();
     }
     let role = |r: &RedisServer| {
         let info = r.command(&["INFO", "replication"]).concat();
         info.contains("role:master")
     };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while role(&primary) || !role(&replica) {
+    while (how == Failover::Asked && role(&primary)) || !role(&replica) {
         assert!(Instant::now() < deadline, "the failover never finished");
         sleep(Duration::from_millis(100)).await;
     }
-    // The old primary is a replica now: a publish is accepted only once
+    // The old primary is gone or a replica: a publish is accepted only once
     // herald follows the new one (503s until then), and it must reach the
     // subscriber.
     let deadline = Instant::now() + Duration::from_secs(30);

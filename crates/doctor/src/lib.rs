@@ -34,8 +34,10 @@ pub struct Args {
     /// it, herald's own opening comment on a stream is timed.
     #[arg(long)]
     pub internal_url: Option<String>,
-    /// The publish token, when the internal listener requires one.
-    #[arg(long)]
+    /// The publish token, when the internal listener requires one (better
+    /// in the environment, as HERALD_PUBLISH_TOKEN: arguments are visible to
+    /// every user of the machine).
+    #[arg(long, env = "HERALD_PUBLISH_TOKEN", hide_env_values = true)]
     pub publish_token: Option<String>,
     /// An origin to check CORS for (https://app.example); not checked
     /// without it.
