@@ -77,7 +77,17 @@ impl Manifest {
             "herald-server" => (&["herald-bus", "herald-http", "herald-redis"], true),
             "herald-testkit" => (&["herald-bus", "herald-redis", "herald-server"], false),
             "herald-bench" => (&["herald-bus"], true),
-            "herald" => (&["herald-bus", "herald-server", "herald-bench"], true),
+            // The doctor checks a deployment from outside, over HTTP only.
+            "herald-doctor" => (&[], false),
+            "herald" => (
+                &[
+                    "herald-bus",
+                    "herald-server",
+                    "herald-bench",
+                    "herald-doctor",
+                ],
+                true,
+            ),
             other => {
                 return vec![format!(
                     "{other}: a new crate needs its place in docs/architecture.md and here"

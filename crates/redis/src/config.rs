@@ -10,9 +10,15 @@ use std::{fmt, time::Duration};
 /// How to reach Redis.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Redis URL (`redis://[user:password@]host:port[/db]`, or `rediss://`
-    /// when the client is built with TLS). Default `redis://127.0.0.1:6379`.
+    /// Redis URL: `redis://[user:password@]host:port[/db]`, `rediss://…`
+    /// for TLS, or `redis+sentinel://[:password@]host:port[,host:port…]/master[/db]`
+    /// for the primary that Sentinel names (docs/operations.md, "Redis in
+    /// production"). Default `redis://127.0.0.1:6379`.
     pub url: String,
+    /// PEM file of the certificate authorities that sign the server's
+    /// certificate, for `rediss://` URLs. Default none: the system's
+    /// trusted authorities.
+    pub tls_ca: Option<String>,
     /// Prefix of every key and pub/sub channel herald uses, so that other
     /// data in the same database is never touched. Default `herald:`.
     pub prefix: String,
@@ -28,6 +34,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             url: "redis://127.0.0.1:6379".into(),
+            tls_ca: None,
             prefix: "herald:".into(),
             timeout: Duration::from_secs(2),
             check_interval: Duration::from_secs(1),
@@ -50,6 +57,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("url", &self.redacted_url())
+            .field("tls_ca", &self.tls_ca)
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("check_interval", &self.check_interval)

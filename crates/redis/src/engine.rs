@@ -2,7 +2,9 @@
 //!
 //! Commands go through redis-rs's `ConnectionManager` (one multiplexed
 //! connection, re-established on demand, no retries: a command that fails
-//! fails at once, so that publish answers 503 instead of hanging).
+//! fails at once, so that publish answers 503 instead of hanging). Behind
+//! Sentinel the monitor asks the sentinels for the primary at every check,
+//! and replaces the manager when the primary moved (a failover).
 //! Notifications come on a dedicated pub/sub connection (see [`crate::pubsub`]).
 //! A monitor task checks every [`Config::check_interval`] that Redis answers
 //! and holds the same epoch, and keeps the metadata of locally watched
@@ -27,7 +29,7 @@ use herald_bus::{
     Watch,
 };
 use redis::{
-    RedisError,
+    Client, RedisError,
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
 use tokio::{
@@ -41,6 +43,7 @@ use crate::{
     keys::Keys,
     recent::Recent,
     script::{self, Notification, Scripts},
+    target::{self, Target},
 };
 
 /// The Redis engine. Cheap to clone; clones share connections and state.
@@ -65,7 +68,13 @@ impl Drop for Handle {
 
 /// State shared by the engine handle, its tasks and every watch guard.
 pub(crate) struct Shared {
-    conn: ConnectionManager,
+    /// Where Redis is; asked again after failures behind Sentinel.
+    pub(crate) target: Target,
+    /// The command connection and the address it goes to. Cloned out
+    /// before every command, so the lock is never held across an await.
+    conn: Mutex<(ConnectionManager, String)>,
+    /// [`Config::timeout`], for new connections after a failover.
+    pub(crate) timeout: Duration,
     pub(crate) keys: Keys,
     scripts: Scripts,
     bounds: herald_bus::Config,
@@ -112,26 +121,23 @@ impl RedisEngine {
     /// within the configured timeout, [`Error::Unreachable`]: a gateway
     /// should not start on a store it cannot reach.
     pub async fn connect(config: &Config, history: herald_bus::Config) -> Result<Self, Error> {
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| Error::InvalidUrl(e.to_string()))?;
-        let manager = ConnectionManagerConfig::new()
-            .set_number_of_retries(0)
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout));
+        let target = Target::new(config)?;
         let unreachable = |e: String| Error::Unreachable(e);
-        let conn = timeout(
-            config.timeout * 2,
-            ConnectionManager::new_with_config(client.clone(), manager),
-        )
-        .await
-        .map_err(|_| unreachable("timed out".into()))?
-        .map_err(|e| unreachable(e.to_string()))?;
+        let client = timeout(config.timeout, target.client())
+            .await
+            .map_err(|_| unreachable("no sentinel answered in time".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let conn = manager(&client, config.timeout)
+            .await
+            .map_err(unreachable)?;
         let pubsub = timeout(config.timeout, client.get_async_pubsub())
             .await
             .map_err(|_| unreachable("timed out".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
         let shared = Arc::new(Shared {
-            conn,
+            target,
+            conn: Mutex::new((conn, target::address(&client))),
+            timeout: config.timeout,
             keys: Keys::new(&config.prefix),
             scripts: Scripts::new(),
             bounds: history,
@@ -153,10 +159,8 @@ impl RedisEngine {
         let tasks = vec![
             tokio::spawn(crate::pubsub::run(
                 shared.clone(),
-                client,
                 pubsub,
                 config.check_interval,
-                config.timeout,
             )),
             tokio::spawn(monitor(shared.clone(), config.check_interval)),
         ];
@@ -262,7 +266,7 @@ impl Engine for RedisEngine {
                 .arg(script::candidate_epoch())
                 .arg(keys.notify(channel))
                 .arg(shared.bounds.max_age.as_millis() as u64)
-                .invoke_async(&mut shared.conn.clone())
+                .invoke_async(&mut shared.conn())
                 .await
                 .map_err(|e| shared.failed(&e))?;
             shared.succeeded();
@@ -287,6 +291,33 @@ impl Engine for RedisEngine {
 }
 
 impl Shared {
+    /// The command connection (a cheap clone of the shared manager).
+    fn conn(&self) -> ConnectionManager {
+        lock(&self.conn).0.clone()
+    }
+
+    /// Behind Sentinel: asks the sentinels for the primary and, when it
+    /// moved, connects to it and sends every later command there. A
+    /// failure here is logged and tried again at the next check.
+    async fn follow(&self) {
+        let client = match timeout(self.timeout, self.target.client()).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => return tracing::warn!(error = %e, "sentinel: no primary"),
+            Err(_) => return tracing::warn!("sentinel: no answer in time"),
+        };
+        let address = target::address(&client);
+        if lock(&self.conn).1 == address {
+            return;
+        }
+        match manager(&client, self.timeout).await {
+            Ok(conn) => {
+                tracing::warn!(primary = %address, "sentinel: following the new primary");
+                *lock(&self.conn) = (conn, address);
+            }
+            Err(e) => tracing::warn!(primary = %address, error = %e, "sentinel: cannot connect"),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<ChannelName, Local>> {
         lock(&self.channels)
     }
@@ -359,7 +390,7 @@ impl Shared {
             .epoch
             .key(self.keys.epoch())
             .arg(script::candidate_epoch())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
     }
 
@@ -404,7 +435,7 @@ impl Shared {
             }
         }
         let (epoch, time, first, ids): (String, u64, u64, Vec<u64>) = call
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(|e| self.failed(&e))?;
         self.succeeded();
@@ -482,7 +513,7 @@ impl Shared {
         }
         type Reply = (String, Vec<(u64, u64, u64, u64, Vec<Vec<u8>>)>);
         let (epoch, pages): Reply = call
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(|e| self.failed(&e))?;
         self.succeeded();
@@ -687,7 +718,7 @@ impl Shared {
         for c in &watched {
             pipe.pexpire(self.keys.meta(c), ttl as i64).ignore();
         }
-        pipe.query_async::<()>(&mut self.conn.clone()).await
+        pipe.query_async::<()>(&mut self.conn()).await
     }
 }
 
@@ -703,8 +734,10 @@ impl Drop for Guard {
     }
 }
 
-/// Checks Redis and its epoch every `interval`; refreshes the expiry of
-/// watched channels every quarter of the history age.
+/// Checks Redis and its epoch every `interval` (behind Sentinel, first asks
+/// the sentinels where the primary is: a demoted primary still answers
+/// reads, so failed checks alone would not notice); refreshes the expiry of watched channels
+/// every quarter of the history age.
 async fn monitor(shared: Arc<Shared>, interval: Duration) {
     let keep_every = (shared.bounds.max_age / 4).max(Duration::from_millis(100));
     let tick_every = interval.min(keep_every);
@@ -713,6 +746,9 @@ async fn monitor(shared: Arc<Shared>, interval: Duration) {
     let mut last_keep = tokio::time::Instant::now();
     loop {
         tick.tick().await;
+        if shared.target.follows_failover() {
+            shared.follow().await;
+        }
         match shared.fetch_epoch().await {
             Ok(epoch) => {
                 shared.succeeded();
@@ -730,6 +766,22 @@ async fn monitor(shared: Arc<Shared>, interval: Duration) {
             }
         }
     }
+}
+
+/// A command connection to `client`'s server that fails fast: no retries,
+/// `limit` per connection attempt and per reply.
+async fn manager(client: &Client, limit: Duration) -> Result<ConnectionManager, String> {
+    let config = ConnectionManagerConfig::new()
+        .set_number_of_retries(0)
+        .set_connection_timeout(Some(limit))
+        .set_response_timeout(Some(limit));
+    timeout(
+        limit * 2,
+        ConnectionManager::new_with_config(client.clone(), config),
+    )
+    .await
+    .map_err(|_| "timed out".to_string())?
+    .map_err(|e| e.to_string())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

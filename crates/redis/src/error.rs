@@ -10,6 +10,10 @@ pub enum Error {
     /// The URL does not parse as a Redis URL.
     #[error("invalid Redis URL: {0}")]
     InvalidUrl(String),
+    /// The CA file for `rediss://` cannot be read or holds no usable
+    /// certificate, or is given with a URL that is not `rediss://`.
+    #[error("Redis TLS: {0}")]
+    Certificate(String),
     /// Redis did not answer (refused, timed out, or rejected the login).
     #[error("Redis is unreachable: {0}")]
     Unreachable(String),

@@ -12,8 +12,8 @@
 //!
 //! What it leaves out: gap detection, merging and positions (the bus's
 //! [`Subscription`](herald_bus::Subscription) does that for every engine),
-//! Redis Cluster and Sentinel (one Redis, or a proxy in front of it), and
-//! anything about HTTP. The key layout, the script steps and what each failure
+//! Redis Cluster (one Redis, a TLS one, or the primary Sentinel names: see
+//! `target.rs`), and anything about HTTP. The key layout, the script steps and what each failure
 //! does are in docs/architecture.md ("The Redis engine").
 
 mod config;
@@ -23,6 +23,7 @@ mod keys;
 mod pubsub;
 mod recent;
 mod script;
+mod target;
 
 pub use config::Config;
 pub use engine::RedisEngine;

@@ -7,7 +7,8 @@
 //! noticed, and when the connection is lost it drops every cache (a lost
 //! connection may have lost notifications), reconnects with jittered backoff,
 //! subscribes to every watched channel again and then wakes all watchers,
-//! who catch up from history. What it leaves out: what a notification means
+//! who catch up from history. Behind Sentinel each reconnection asks the
+//! sentinels for the primary, so a failover is followed. What it leaves out: what a notification means
 //! (the engine decides).
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
@@ -26,19 +27,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const CHUNK: usize = 512;
 
 /// Runs until the engine is dropped (the task is aborted then).
-pub(crate) async fn run(
-    shared: Arc<Shared>,
-    client: redis::Client,
-    first: PubSub,
-    ping_every: Duration,
-    limit: Duration,
-) {
+pub(crate) async fn run(shared: Arc<Shared>, first: PubSub, ping_every: Duration) {
+    let limit = shared.timeout;
     let mut next = Some(first);
     let mut backoff = MIN_BACKOFF;
     loop {
         let pubsub = match next.take() {
             Some(p) => p,
-            None => match timeout(limit, client.get_async_pubsub()).await {
+            None => match timeout(limit, connect(&shared)).await {
                 Ok(Ok(p)) => p,
                 failed => {
                     let why = match failed {
@@ -66,6 +62,12 @@ fn jittered(backoff: Duration) -> Duration {
     backoff
         .mul_f64(rand::random_range(0.0..=1.0))
         .max(MIN_BACKOFF)
+}
+
+/// A new pub/sub connection to the server the target names now (behind
+/// Sentinel: the current primary).
+async fn connect(shared: &Shared) -> redis::RedisResult<PubSub> {
+    shared.target.client().await?.get_async_pubsub().await
 }
 
 /// Serves one connection until it fails; answers why it did.

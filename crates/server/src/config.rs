@@ -349,6 +349,9 @@ impl Config {
         if self.engine == EngineKind::Redis && self.redis.url.is_empty() {
             return fail("redis-url must not be empty with engine = redis");
         }
+        if self.redis.tls_ca.is_some() && !self.redis.url.starts_with("rediss://") {
+            return fail("redis-tls-ca needs a rediss:// redis-url");
+        }
         if self.redis.timeout.is_zero() {
             return fail("redis-timeout must be more than 0");
         }
@@ -472,6 +475,15 @@ mod tests {
         };
         c.validate().unwrap();
         assert_eq!(c.effective_drain_spread(), secs(2));
+    }
+
+    #[test]
+    fn a_redis_ca_file_needs_a_tls_url() {
+        let mut c = Config::default();
+        c.redis.tls_ca = Some("ca.pem".into());
+        assert!(c.validate().unwrap_err().0.contains("redis-tls-ca"));
+        c.redis.url = "rediss://db.example:6380".into();
+        c.validate().unwrap();
     }
 
     #[test]

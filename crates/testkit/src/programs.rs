@@ -42,12 +42,7 @@ fn skip(why: &str) {
 
 /// A free TCP port on 127.0.0.1 (bound and released; for programs that
 /// cannot report the port they picked).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
+pub use crate::redis::free_port;
 
 /// The `tests/js` folder of the repository, with its npm packages.
 fn js_dir() -> PathBuf {

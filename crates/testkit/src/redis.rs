@@ -2,6 +2,9 @@
 //! killed on drop. It can be killed and started again on the same port (an
 //! empty Redis, as after a crash without persistence), and answers plain
 //! commands over a raw connection so that tests can look at the keys.
+//! Variants for the ways operators run Redis: [`RedisServer::start_tls`]
+//! also listens with TLS, and [`RedisServer::start_with`] takes a config
+//! file and more arguments (a replica, a sentinel).
 //!
 //! Used through [`crate::redis()`] by the end-to-end tests, and includable
 //! by path (`#[path = ".../testkit/src/redis.rs"] mod redis_server;`) by
@@ -20,30 +23,72 @@ use std::{
 pub struct RedisServer {
     program: PathBuf,
     child: Option<Child>,
-    /// The port it listens on (127.0.0.1).
+    /// The port it listens on (127.0.0.1), without TLS.
     pub port: u16,
+    /// The TLS port, for a server from [`RedisServer::start_tls`].
+    pub tls_port: Option<u16>,
+    /// A config file given first (a sentinel needs one).
+    config: Option<PathBuf>,
+    /// Arguments after the kit's own, on every start.
+    args: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts `program` (a `redis-server`) on a free port and waits until it
     /// answers.
     pub fn start(program: &Path) -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        RedisServer::start_with(program, None, Vec::new())
+    }
+
+    /// Starts `program` with `config` as its config file (given first, as
+    /// `redis-server --sentinel` needs) and `args` after the kit's own
+    /// (`--replicaof`, `--sentinel`…), on a free port.
+    pub fn start_with(program: &Path, config: Option<PathBuf>, args: Vec<String>) -> RedisServer {
         let mut server = RedisServer {
             program: program.to_path_buf(),
             child: None,
-            port,
+            port: free_port(),
+            tls_port: None,
+            config,
+            args,
         };
         server.restart();
+        server
+    }
+
+    /// Starts `program` listening on a plain port (for [`Self::command`])
+    /// and on a TLS port with the PEM certificate and key given, not asking
+    /// clients for certificates.
+    pub fn start_tls(program: &Path, cert: &Path, key: &Path, ca: &Path) -> RedisServer {
+        let tls_port = free_port();
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        let args = vec![
+            "--tls-port".into(),
+            tls_port.to_string(),
+            "--tls-cert-file".into(),
+            path(cert),
+            "--tls-key-file".into(),
+            path(key),
+            "--tls-ca-cert-file".into(),
+            path(ca),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ];
+        let mut server = RedisServer::start_with(program, None, args);
+        server.tls_port = Some(tls_port);
         server
     }
 
     /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `rediss://127.0.0.1:<tls port>`, for a server from
+    /// [`RedisServer::start_tls`].
+    pub fn tls_url(&self) -> String {
+        let port = self.tls_port.expect("a server started with TLS");
+        format!("rediss://127.0.0.1:{port}")
     }
 
     /// Kills the server (SIGKILL: a crash) and waits for it to exit.
@@ -59,9 +104,16 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.kill();
         let port = self.port.to_string();
+        // Its own working directory: a replica writes the primary's data
+        // there when it syncs.
+        let dir = std::env::temp_dir().join(format!("herald-redis-{port}"));
+        std::fs::create_dir_all(&dir).expect("a directory for redis-server");
         let child = Command::new(&self.program)
+            .current_dir(&dir)
+            .args(&self.config)
             .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "no", "--protected-mode", "no"])
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -88,7 +140,8 @@ impl RedisServer {
         keys
     }
 
-    fn try_command(&self, args: &[&str]) -> std::io::Result<Vec<String>> {
+    /// [`Self::command`], answering a Redis error instead of panicking.
+    pub fn try_command(&self, args: &[&str]) -> std::io::Result<Vec<String>> {
         let mut conn = TcpStream::connect(("127.0.0.1", self.port))?;
         conn.set_read_timeout(Some(Duration::from_secs(5)))?;
         let mut out = format!("*{}\r\n", args.len());
@@ -115,6 +168,14 @@ impl RedisServer {
             _ => Err(bad("redis error")),
         }
     }
+}
+
+/// A port nobody listens on now (127.0.0.1).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 fn line(r: &mut impl BufRead) -> std::io::Result<String> {

@@ -176,10 +176,16 @@ pub(crate) static SECTIONS: &[Section] = &[
             Opt::new(
                 "redis-url",
                 &Text(at!(redis.url)),
-                "Redis URL for engine = redis; may carry a password",
+                "Redis URL for engine = redis: redis://, rediss:// (TLS) or redis+sentinel://host:port[,host:port]/master; may carry a password",
             )
             .hint("URL")
             .secret(),
+            Opt::new(
+                "redis-tls-ca",
+                &OptionalText(at!(redis.tls_ca)),
+                "PEM file of the authorities that sign Redis's certificate, for rediss:// (none: the system's)",
+            )
+            .hint("FILE"),
             Opt::new(
                 "redis-prefix",
                 &Text(at!(redis.prefix)),
