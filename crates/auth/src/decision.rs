@@ -6,7 +6,11 @@
 //! [`Decision`] to 401, 403 and 503 answers, the WebSocket transport to
 //! `error` frames.
 
-use std::{fmt, sync::Arc, time::SystemTime};
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use herald_bus::ChannelName;
 
@@ -20,6 +24,15 @@ pub struct Grant {
     /// (public channels, the hook). A stream or socket that outlives it is
     /// told so and ended or asked to re-authorize.
     pub expires_at: Option<SystemTime>,
+}
+
+impl Grant {
+    /// Time left before the grant ends, from now: zero once it has passed,
+    /// `None` when it does not end.
+    pub fn remaining(&self) -> Option<Duration> {
+        let at = self.expires_at?;
+        Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+    }
 }
 
 /// The answer to "may these credentials read these channels?".
@@ -91,5 +104,26 @@ impl fmt::Display for Reason {
             Reason::Invalid => "the token's issuer, audience or start time is not accepted",
             Reason::Refused => "the application refused these credentials",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_time_left_never_goes_negative() {
+        let open = Grant::default();
+        assert_eq!(open.remaining(), None);
+        let past = Grant {
+            expires_at: Some(SystemTime::now() - Duration::from_secs(5)),
+            ..Grant::default()
+        };
+        assert_eq!(past.remaining(), Some(Duration::ZERO));
+        let future = Grant {
+            expires_at: Some(SystemTime::now() + Duration::from_secs(60)),
+            ..Grant::default()
+        };
+        assert!(future.remaining().unwrap() > Duration::from_secs(50));
     }
 }
