@@ -77,6 +77,7 @@ impl Sse {
             limit: self.ctx.limits.max_messages,
             heartbeat: self.config.heartbeat,
             end: self.config.max_lifetime.map(|d| Instant::now() + d),
+            expires: None,
             opening: Some(self.opening.clone()),
             finished: false,
         };
