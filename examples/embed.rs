@@ -2,11 +2,13 @@
 //!
 //! The application keeps its own routes and mounts herald's subscriber
 //! routes beside them on the same listener, then publishes in-process
-//! through the bus handle (no HTTP round trip). Run it with
+//! through the bus handle (no HTTP round trip). [`Listener::has_path`] says
+//! which paths are herald's, so the application repeats none of them. Run
+//! it with
 //!
 //! ```sh
 //! cargo run --example embed
-//! curl -N http://127.0.0.1:3000/sse/ticks      # once SSE is mounted
+//! curl -N http://127.0.0.1:3000/sse/ticks
 //! curl 'http://127.0.0.1:3000/poll/ticks?last=5'
 //! curl http://127.0.0.1:3000/
 //! ```
@@ -14,7 +16,7 @@
 use std::{convert::Infallible, time::Duration};
 
 use herald::{
-    Config, Herald,
+    Config, Herald, Listener,
     bus::{ChannelName, Draft, Payload},
 };
 use http_body_util::{BodyExt, Full};
@@ -25,7 +27,10 @@ use tower::ServiceExt;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let herald = Herald::new(Config::default())?;
+    // The engine the configuration names (memory by default; set
+    // `engine: EngineKind::Redis` and `redis.url` to share Redis with other
+    // instances).
+    let herald = Herald::connect(Config::default()).await?;
 
     // Publish in-process: one message a second on "ticks".
     let bus = herald.bus().clone();
@@ -54,11 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let service = service_fn(move |req: Request<Incoming>| {
                 let subscribers = subscribers.clone();
                 async move {
-                    let path = req.uri().path();
-                    let is_herald = ["/poll/", "/longpoll/", "/sse/", "/ws"]
-                        .iter()
-                        .any(|p| path.starts_with(p));
-                    if is_herald {
+                    if Listener::Public.has_path(req.uri().path()) {
                         // herald's service never fails: errors are JSON responses.
                         subscribers.oneshot(req).await
                     } else {

@@ -7,8 +7,6 @@
 //! herald serves is one line in `TRANSPORTS`; the transports of one test
 //! run side by side against one server, on channels of their own.
 
-mod support;
-
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -16,7 +14,7 @@ use herald_bench::{
     Mem, Probe, Report, System, Target, Transport,
     scenario::{Common, churn, fanout, herd, idle, publish},
 };
-use support::Server;
+use herald_testkit::Binary;
 
 /// The subscriber transports herald serves.
 const TRANSPORTS: &[Transport] = &[
@@ -26,7 +24,7 @@ const TRANSPORTS: &[Transport] = &[
     Transport::Ws,
 ];
 
-fn common(s: &Server, transport: Transport) -> Common {
+fn common(s: &Binary, transport: Transport) -> Common {
     let target = Target::new(System::Herald, s.public, s.internal).unwrap();
     let mut c = Common::new(target, transport);
     c.subscribers = 100;
@@ -50,7 +48,7 @@ fn assert_clean(r: &Report) {
 
 #[tokio::test]
 async fn fanout_loses_nothing() {
-    let s = Server::start(&[]);
+    let s = Binary::start(&[]);
     let runs = TRANSPORTS.iter().map(|&t| {
         let mut cfg = fanout::Config::new(common(&s, t));
         cfg.common.channels = 2;
@@ -67,7 +65,7 @@ async fn fanout_loses_nothing() {
 
 #[tokio::test]
 async fn idle_connections_all_receive_the_last_message() {
-    let s = Server::start(&[]);
+    let s = Binary::start(&[]);
     let runs = TRANSPORTS.iter().map(|&t| {
         let mut cfg = idle::Config::new(common(&s, t));
         cfg.timeout = Duration::from_secs(5);
@@ -86,7 +84,7 @@ async fn herd_of_long_polls_all_answer() {
         eprintln!("herd needs long polling, which this herald does not serve yet");
         return;
     }
-    let s = Server::start(&[]);
+    let s = Binary::start(&[]);
     let mut cfg = herd::Config::new(common(&s, Transport::Longpoll));
     cfg.timeout = Duration::from_secs(5);
     let r = herd::run(&cfg).await.unwrap();
@@ -99,7 +97,7 @@ async fn herd_of_long_polls_all_answer() {
 async fn publish_single_and_batch_with_and_without_subscribers() {
     // Pollers asking every 20 ms fall far behind a publisher at full
     // speed; a deep history lets them catch up instead of seeing a gap.
-    let s = Server::start(&[
+    let s = Binary::start(&[
         "--history-messages",
         "100000",
         "--history-bytes",
@@ -130,7 +128,7 @@ async fn publish_single_and_batch_with_and_without_subscribers() {
 
 #[tokio::test]
 async fn churn_sessions_lose_nothing() {
-    let s = Server::start(&[]);
+    let s = Binary::start(&[]);
     let runs = TRANSPORTS.iter().map(|&t| {
         let mut cfg = churn::Config::new(common(&s, t));
         cfg.common.subscribers = 50;

@@ -4,11 +4,9 @@
 //! the two, framing, `Connection: close`, and that whatever the lean path
 //! does not understand still gets hyper's answer.
 
-mod support;
-
 use std::time::Duration;
 
-use support::Server;
+use herald_testkit::Server;
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::TcpStream,
@@ -117,7 +115,7 @@ async fn closed(conn: &mut BufReader<TcpStream>) -> bool {
 
 #[tokio::test]
 async fn held_and_other_requests_share_one_keep_alive_connection() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     s.publish("news", "one").await;
     let mut conn = connect(&s).await;
     for path in [
@@ -139,7 +137,7 @@ async fn held_and_other_requests_share_one_keep_alive_connection() {
 
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     s.publish("a", "to a").await;
     s.publish("b", "to b").await;
     let mut conn = connect(&s).await;
@@ -163,7 +161,7 @@ async fn pipelined_requests_are_answered_in_order() {
 
 #[tokio::test]
 async fn a_request_sent_while_a_poll_is_held_waits_its_turn() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let mut conn = connect(&s).await;
     send(&mut conn, &get("/longpoll/later?timeout=30")).await;
     s.wait_subscribers("later", 1, WITHIN).await;
@@ -178,7 +176,7 @@ async fn a_request_sent_while_a_poll_is_held_waits_its_turn() {
 
 #[tokio::test]
 async fn an_sse_stream_is_chunked_and_its_first_chunk_comes_at_once() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let mut conn = connect(&s).await;
     send(&mut conn, &get("/sse/news")).await;
     let (status, headers) = timeout(WITHIN, read_head(&mut conn)).await.unwrap();
@@ -203,7 +201,7 @@ async fn an_sse_stream_is_chunked_and_its_first_chunk_comes_at_once() {
 
 #[tokio::test]
 async fn an_sse_stream_that_ends_ends_its_chunked_body_and_keeps_the_connection() {
-    let s = Server::start(&["--sse-max-lifetime", "1"]);
+    let s = Server::start(&["--sse-max-lifetime", "1"]).await;
     let mut conn = connect(&s).await;
     send(&mut conn, &get("/sse/news")).await;
     let res = read_response(&mut conn, false).await;
@@ -215,7 +213,7 @@ async fn an_sse_stream_that_ends_ends_its_chunked_body_and_keeps_the_connection(
 
 #[tokio::test]
 async fn connection_close_is_honoured() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     s.publish("news", "one").await;
     let mut conn = connect(&s).await;
     send(
@@ -234,7 +232,7 @@ async fn connection_close_is_honoured() {
 
 #[tokio::test]
 async fn head_of_an_sse_route_has_the_stream_head_and_no_body() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let mut conn = connect(&s).await;
     send(&mut conn, "HEAD /sse/news HTTP/1.1\r\nHost: herald\r\n\r\n").await;
     let res = read_response(&mut conn, true).await;
@@ -249,7 +247,7 @@ async fn head_of_an_sse_route_has_the_stream_head_and_no_body() {
 
 #[tokio::test]
 async fn what_the_lean_path_does_not_serve_gets_hypers_answer() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     s.publish("news", "one").await;
 
     // HTTP/1.0.
@@ -309,7 +307,7 @@ async fn what_the_lean_path_does_not_serve_gets_hypers_answer() {
 
 #[tokio::test]
 async fn a_head_that_never_ends_is_cut_off_after_the_header_read_timeout() {
-    let s = Server::start(&["--header-read-timeout", "1"]);
+    let s = Server::start(&["--header-read-timeout", "1"]).await;
     let mut conn = connect(&s).await;
     send(&mut conn, "GET /sse/news HTTP/1.1\r\nHost: her").await;
     let t = std::time::Instant::now();
@@ -319,7 +317,7 @@ async fn a_head_that_never_ends_is_cut_off_after_the_header_read_timeout() {
 
 #[tokio::test]
 async fn cors_applies_on_held_routes() {
-    let s = Server::start(&["--cors-origins", "https://app.example"]);
+    let s = Server::start(&["--cors-origins", "https://app.example"]).await;
     s.publish("news", "one").await;
     let mut conn = connect(&s).await;
     send(

@@ -1,15 +1,13 @@
-//! End-to-end: long polling against the real binary. No loss between
+//! End-to-end: long polling against the in-process server. No loss between
 //! requests under a fast publisher, fan-out release of a thousand holds,
 //! waiters freed when clients go away, hold clamping, gaps, deleted
-//! channels, bad parameters and shutdown.
-
-mod support;
+//! channels, bad parameters and, on the binary, SIGTERM.
 
 use std::{collections::HashSet, time::Duration};
 
 use futures::{StreamExt, stream};
+use herald_testkit::{Binary, Server, client, data};
 use serde_json::{Value, json};
-use support::{Server, client};
 use tokio::time::Instant;
 
 /// A client that opens one HTTP/1 connection per concurrent request, so
@@ -23,25 +21,10 @@ fn crowd_client() -> reqwest::Client {
         .expect("client")
 }
 
-async fn get_json(c: &reqwest::Client, url: &str) -> (u16, Value) {
+async fn fetch(c: &reqwest::Client, url: &str) -> (u16, Value) {
     let res = c.get(url).send().await.expect("request");
     let status = res.status().as_u16();
     (status, res.json().await.expect("json body"))
-}
-
-/// The current cursor of `channels`, from a short poll.
-async fn cursor_now(s: &Server, channels: &str) -> String {
-    let (_, v) = get_json(&client(), &s.url(&format!("/poll/{channels}"))).await;
-    v["cursor"].as_str().unwrap().to_string()
-}
-
-fn data(v: &Value) -> Vec<&str> {
-    v["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["data"].as_str().unwrap())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,28 +34,18 @@ async fn ten_thousand_messages_arrive_once_in_order_under_a_fast_publisher() {
     const TOTAL: usize = BATCHES * PER_BATCH;
     // Enough history that the reader never falls behind what is retained:
     // this test is about the hand-over between requests, not about gaps.
-    let s = Server::start(&["--history-messages", "20000", "--history-bytes", "16777216"]);
-    let start = cursor_now(&s, "bulk").await;
+    let s = Server::start(&["--history-messages", "20000", "--history-bytes", "16777216"]).await;
+    let start = s.cursor_now("bulk").await;
 
     let publisher = {
-        let url = s.internal_url("/publish");
+        let internal = *s;
         async move {
-            let c = client();
             stream::iter(0..BATCHES)
-                .map(|b| {
-                    let (c, url) = (c.clone(), url.clone());
-                    async move {
-                        let messages: Vec<Value> = (0..PER_BATCH)
-                            .map(|i| json!({"channel": "bulk", "data": format!("{b}-{i}")}))
-                            .collect();
-                        let res = c
-                            .post(&url)
-                            .json(&json!({ "messages": messages }))
-                            .send()
-                            .await
-                            .expect("publish");
-                        assert_eq!(res.status(), 202);
-                    }
+                .map(|b| async move {
+                    let messages: Vec<Value> = (0..PER_BATCH)
+                        .map(|i| json!({"channel": "bulk", "data": format!("{b}-{i}")}))
+                        .collect();
+                    internal.publish_batch(messages).await;
                 })
                 .buffer_unordered(4)
                 .collect::<Vec<()>>()
@@ -87,7 +60,7 @@ async fn ten_thousand_messages_arrive_once_in_order_under_a_fast_publisher() {
         while got.len() < TOTAL {
             assert!(Instant::now() < deadline, "only {} received", got.len());
             let url = s.url(&format!("/longpoll/bulk?since={cursor}&timeout=2"));
-            let (status, v) = get_json(&c, &url).await;
+            let (status, v) = fetch(&c, &url).await;
             assert_eq!(status, 200);
             assert_eq!(v["gap"], false, "no message may be missed");
             for m in v["messages"].as_array().unwrap() {
@@ -122,13 +95,13 @@ async fn ten_thousand_messages_arrive_once_in_order_under_a_fast_publisher() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_publish_releases_a_thousand_holds() {
     const HOLDS: usize = 1000;
-    let s = Server::start(&["--longpoll-timeout", "30", "--longpoll-max-timeout", "30"]);
+    let s = Server::start(&["--longpoll-timeout", "30", "--longpoll-max-timeout", "30"]).await;
     let c = crowd_client();
     let url = s.url("/longpoll/crowd");
     let held: Vec<_> = (0..HOLDS)
         .map(|_| {
             let (c, url) = (c.clone(), url.clone());
-            tokio::spawn(async move { get_json(&c, &url).await })
+            tokio::spawn(async move { fetch(&c, &url).await })
         })
         .collect();
     s.wait_subscribers("crowd", HOLDS as u64, Duration::from_secs(10))
@@ -151,7 +124,7 @@ async fn one_publish_releases_a_thousand_holds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_abandoned_holds_free_their_waiters() {
     const HOLDS: usize = 1000;
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let c = crowd_client();
     let url = s.url("/longpoll/abandoned");
     let held: Vec<_> = (0..HOLDS)
@@ -172,13 +145,13 @@ async fn a_thousand_abandoned_holds_free_their_waiters() {
 
 #[tokio::test]
 async fn holds_end_empty_with_the_same_cursor_and_timeouts_are_clamped() {
-    let s = Server::start(&["--longpoll-timeout", "1", "--longpoll-max-timeout", "2"]);
-    let cursor = cursor_now(&s, "quiet").await;
+    let s = Server::start(&["--longpoll-timeout", "1", "--longpoll-max-timeout", "2"]).await;
+    let cursor = s.cursor_now("quiet").await;
     let hold = |query: String| {
         let url = s.url(&format!("/longpoll/quiet?since={cursor}{query}"));
         async move {
             let t = Instant::now();
-            let (status, v) = get_json(&client(), &url).await;
+            let (status, v) = fetch(&client(), &url).await;
             (status, v, t.elapsed())
         }
     };
@@ -204,7 +177,7 @@ async fn holds_end_empty_with_the_same_cursor_and_timeouts_are_clamped() {
 
 #[tokio::test]
 async fn responses_are_json_uncacheable_and_cors_enabled() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     s.publish("news", "hello").await;
     let res = client()
         .get(s.url("/longpoll/news?last=1"))
@@ -223,11 +196,11 @@ async fn responses_are_json_uncacheable_and_cors_enabled() {
 
 #[tokio::test]
 async fn bad_timeouts_are_json_400s() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let c = client();
     for bad in ["-1", "soon", "1.5", ""] {
         let url = s.url(&format!("/longpoll/news?timeout={bad}"));
-        let (status, v) = get_json(&c, &url).await;
+        let (status, v) = fetch(&c, &url).await;
         assert_eq!(status, 400, "timeout={bad}");
         assert_eq!(v["error"]["code"], "invalid_query", "timeout={bad}");
     }
@@ -237,13 +210,13 @@ async fn bad_timeouts_are_json_400s() {
 
 #[tokio::test]
 async fn a_hold_on_several_channels_wakes_for_any_of_them() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let c = client();
-    let cursor = cursor_now(&s, "left,right").await;
+    let cursor = s.cursor_now("left,right").await;
     let url = s.url(&format!("/longpoll/left,right?since={cursor}"));
     let held = tokio::spawn({
         let c = c.clone();
-        async move { get_json(&c, &url).await }
+        async move { fetch(&c, &url).await }
     });
     s.wait_subscribers("right", 1, Duration::from_secs(5)).await;
     s.publish("right", "r1").await;
@@ -256,20 +229,20 @@ async fn a_hold_on_several_channels_wakes_for_any_of_them() {
     s.publish("left", "l1").await;
     s.publish("right", "r2").await;
     let url = s.url(&format!("/longpoll/left,right?since={cursor}"));
-    let (_, v) = get_json(&c, &url).await;
+    let (_, v) = fetch(&c, &url).await;
     assert_eq!(data(&v), ["l1", "r2"]);
 }
 
 #[tokio::test]
 async fn an_old_cursor_answers_at_once_with_a_gap() {
-    let s = Server::start(&["--history-messages", "5"]);
-    let cursor = cursor_now(&s, "busy").await;
+    let s = Server::start(&["--history-messages", "5"]).await;
+    let cursor = s.cursor_now("busy").await;
     for i in 1..=10 {
         s.publish("busy", &format!("m{i}")).await;
     }
     let t = Instant::now();
     let url = s.url(&format!("/longpoll/busy?since={cursor}"));
-    let (status, v) = get_json(&client(), &url).await;
+    let (status, v) = fetch(&client(), &url).await;
     assert!(t.elapsed() < Duration::from_secs(1));
     assert_eq!(status, 200);
     assert_eq!(v["gap"], true);
@@ -278,10 +251,10 @@ async fn an_old_cursor_answers_at_once_with_a_gap() {
 
 #[tokio::test]
 async fn deleting_a_channel_answers_its_holds_with_gone() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     s.publish("doomed", "before").await;
     let url = s.url("/longpoll/doomed");
-    let held = tokio::spawn(async move { get_json(&client(), &url).await });
+    let held = tokio::spawn(async move { fetch(&client(), &url).await });
     s.wait_subscribers("doomed", 1, Duration::from_secs(5))
         .await;
     let res = client()
@@ -303,15 +276,15 @@ async fn deleting_a_channel_answers_its_holds_with_gone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_answers_held_requests_at_once() {
     const HOLDS: usize = 20;
-    let mut s = Server::start(&["--longpoll-timeout", "20", "--longpoll-max-timeout", "20"]);
-    let cursor = cursor_now(&s, "draining").await;
+    let mut s = Binary::start(&["--longpoll-timeout", "20", "--longpoll-max-timeout", "20"]);
+    let cursor = s.cursor_now("draining").await;
     let c = crowd_client();
     let url = s.url(&format!("/longpoll/draining?since={cursor}"));
     let held: Vec<_> = (0..HOLDS)
         .map(|_| {
             let (c, url) = (c.clone(), url.clone());
             tokio::spawn(async move {
-                let r = get_json(&c, &url).await;
+                let r = fetch(&c, &url).await;
                 (r, Instant::now())
             })
         })

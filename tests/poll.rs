@@ -1,30 +1,19 @@
-//! End-to-end: short polling against the real binary — cursors, paging,
+//! End-to-end: short polling against the in-process server — cursors, paging,
 //! gaps, multi-channel polls and ETag/304.
 
-mod support;
-
+use herald_testkit::{Endpoints, Server, client, data};
 use serde_json::Value;
-use support::{Server, client};
 
-async fn poll(s: &Server, path: &str) -> Value {
+async fn poll(s: &Endpoints, path: &str) -> Value {
     let res = client().get(s.url(path)).send().await.unwrap();
     assert_eq!(res.status(), 200, "{path}");
     assert_eq!(res.headers()["cache-control"], "no-store");
     res.json().await.unwrap()
 }
 
-fn datas(v: &Value) -> Vec<String> {
-    v["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["data"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[tokio::test]
 async fn publish_then_poll() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let first = poll(&s, "/poll/news").await;
     assert_eq!(
         first["messages"].as_array().unwrap().len(),
@@ -34,7 +23,7 @@ async fn publish_then_poll() {
     let cursor = first["cursor"].as_str().unwrap().to_string();
     let published = s.publish("news", "hello").await;
     let v = poll(&s, &format!("/poll/news?since={cursor}")).await;
-    assert_eq!(datas(&v), ["hello"]);
+    assert_eq!(data(&v), ["hello"]);
     assert_eq!(v["messages"][0]["id"], published["id"]);
     assert_eq!(v["messages"][0]["channel"], "news");
     assert!(v["messages"][0]["time"].as_u64().unwrap() > 0);
@@ -45,23 +34,23 @@ async fn publish_then_poll() {
         &format!("/poll/news?since={}", published["cursor"].as_str().unwrap()),
     )
     .await;
-    assert!(datas(&after).is_empty());
+    assert!(data(&after).is_empty());
     assert_eq!(after["gap"], false);
 }
 
 #[tokio::test]
 async fn last_n_returns_the_most_recent() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     for i in 0..5 {
         s.publish("c", &i.to_string()).await;
     }
-    assert_eq!(datas(&poll(&s, "/poll/c?last=2").await), ["3", "4"]);
-    assert_eq!(datas(&poll(&s, "/poll/c?last=50").await).len(), 5);
+    assert_eq!(data(&poll(&s, "/poll/c?last=2").await), ["3", "4"]);
+    assert_eq!(data(&poll(&s, "/poll/c?last=50").await).len(), 5);
 }
 
 #[tokio::test]
 async fn multi_channel_poll_resumes_every_channel_with_one_cursor() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let start = poll(&s, "/poll/a,b").await["cursor"]
         .as_str()
         .unwrap()
@@ -70,39 +59,32 @@ async fn multi_channel_poll_resumes_every_channel_with_one_cursor() {
     s.publish("b", "b1").await;
     s.publish("a", "a2").await;
     let v = poll(&s, &format!("/poll/a,b?since={start}")).await;
-    assert_eq!(datas(&v), ["a1", "b1", "a2"], "interleaved by publish time");
+    assert_eq!(data(&v), ["a1", "b1", "a2"], "interleaved by publish time");
     let next = v["cursor"].as_str().unwrap().to_string();
     s.publish("b", "b2").await;
     let v = poll(&s, &format!("/poll/a,b?since={next}")).await;
-    assert_eq!(datas(&v), ["b2"]);
+    assert_eq!(data(&v), ["b2"]);
 }
 
 #[tokio::test]
 async fn paging_past_the_response_limit() {
-    let s = Server::start(&["--history-messages", "2500"]);
+    let s = Server::start(&["--history-messages", "2500"]).await;
     let start = poll(&s, "/poll/big").await["cursor"]
         .as_str()
         .unwrap()
         .to_string();
-    let c = client();
     for chunk in 0..5 {
         let messages: Vec<Value> = (0..500)
             .map(|i| serde_json::json!({"channel": "big", "data": (chunk * 500 + i).to_string()}))
             .collect();
-        let res = c
-            .post(s.internal_url("/publish"))
-            .json(&serde_json::json!({ "messages": messages }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 202);
+        s.publish_batch(messages).await;
     }
     let mut cursor = start;
     let mut seen = Vec::new();
     let mut sizes = Vec::new();
     loop {
         let v = poll(&s, &format!("/poll/big?since={cursor}")).await;
-        let page = datas(&v);
+        let page = data(&v);
         if page.is_empty() {
             break;
         }
@@ -118,7 +100,7 @@ async fn paging_past_the_response_limit() {
 
 #[tokio::test]
 async fn a_cursor_older_than_history_reports_a_gap() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let start = poll(&s, "/poll/g").await["cursor"]
         .as_str()
         .unwrap()
@@ -128,7 +110,7 @@ async fn a_cursor_older_than_history_reports_a_gap() {
     }
     let v = poll(&s, &format!("/poll/g?since={start}")).await;
     let expected: Vec<String> = (50..150).map(|i| i.to_string()).collect();
-    assert_eq!(datas(&v), expected);
+    assert_eq!(data(&v), expected);
     assert_eq!(v["gap"], true);
     assert_eq!(v["gaps"], serde_json::json!(["g"]));
     let v = poll(
@@ -141,23 +123,23 @@ async fn a_cursor_older_than_history_reports_a_gap() {
 
 #[tokio::test]
 async fn a_cursor_from_a_restarted_server_reports_a_gap() {
-    let old = Server::start(&[]);
+    let old = Server::start(&[]).await;
     old.publish("r", "before").await;
     let cursor = poll(&old, "/poll/r?last=1").await["cursor"]
         .as_str()
         .unwrap()
         .to_string();
     drop(old);
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     s.publish("r", "after").await;
     let v = poll(&s, &format!("/poll/r?since={cursor}")).await;
-    assert_eq!(datas(&v), ["after"]);
+    assert_eq!(data(&v), ["after"]);
     assert_eq!(v["gap"], true, "another epoch: what is retained, and a gap");
 }
 
 #[tokio::test]
 async fn etag_and_if_none_match() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let c = client();
     let res = c.get(s.url("/poll/e")).send().await.unwrap();
     let etag = res.headers()["etag"].to_str().unwrap().to_string();
@@ -186,7 +168,7 @@ async fn etag_and_if_none_match() {
 
 #[tokio::test]
 async fn json_data_is_embedded_as_json() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let res = client()
         .post(s.internal_url("/publish/j?event=update"))
         .header("content-type", "application/json; charset=utf-8")
@@ -202,7 +184,7 @@ async fn json_data_is_embedded_as_json() {
 
 #[tokio::test]
 async fn channel_limit_is_configurable() {
-    let s = Server::start(&["--max-channels", "3"]);
+    let s = Server::start(&["--max-channels", "3"]).await;
     assert_eq!(poll(&s, "/poll/a,b,c").await["gap"], false);
     let res = client().get(s.url("/poll/a,b,c,d")).send().await.unwrap();
     assert_eq!(res.status(), 400);

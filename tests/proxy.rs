@@ -2,16 +2,13 @@
 //! (deploy/nginx/herald.conf, with only the addresses substituted): every
 //! transport must work through it, and streams must not be buffered.
 
-mod support;
-
 use std::{
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use futures::StreamExt;
-use serde_json::Value;
-use support::{Server, client, free_port, need};
+use herald_testkit::{Endpoints, Server, client, free_port, need, sse::Sse, ws};
+use serde_json::{Value, json};
 
 /// A running nginx with its own prefix directory, stopped on drop.
 struct Nginx {
@@ -21,7 +18,7 @@ struct Nginx {
 }
 
 impl Nginx {
-    fn start(herald: &Server) -> Option<Nginx> {
+    fn start(herald: &Endpoints) -> Option<Nginx> {
         let nginx = need("nginx")?;
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("herald-nginx-{}-{port}", std::process::id()));
@@ -85,7 +82,7 @@ impl Drop for Nginx {
 
 #[tokio::test]
 async fn polls_pass_through_nginx() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let Some(nginx) = Nginx::start(&s) else {
         return;
     };
@@ -123,7 +120,7 @@ async fn polls_pass_through_nginx() {
 
 #[tokio::test]
 async fn a_held_long_poll_is_answered_through_nginx() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let Some(nginx) = Nginx::start(&s) else {
         return;
     };
@@ -154,59 +151,33 @@ async fn a_held_long_poll_is_answered_through_nginx() {
 
 #[tokio::test]
 async fn sse_is_not_buffered_by_nginx() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let Some(nginx) = Nginx::start(&s) else {
         return;
     };
-    let res = client().get(nginx.url("/sse/live")).send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["content-type"], "text/event-stream");
-    let mut body = res.bytes_stream();
-    let mut seen = String::new();
-    // The opening comment arrives at once, before any message.
-    let first = tokio::time::timeout(Duration::from_secs(3), body.next())
-        .await
-        .expect("opening frame unbuffered");
-    seen.push_str(&String::from_utf8_lossy(&first.unwrap().unwrap()));
-    assert!(seen.starts_with(':'), "{seen}");
+    // The opening comment arrives at once, before any message (the
+    // reader fails on a stall).
+    let mut sse = Sse::open(&client(), &nginx.url("/sse/live"), None).await;
+    assert_eq!(sse.res_headers["content-type"], "text/event-stream");
     s.wait_subscribers("live", 1, Duration::from_secs(5)).await;
     s.publish("live", "streamed").await;
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while !seen.contains("data: streamed") {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let chunk = tokio::time::timeout(left, body.next())
-            .await
-            .expect("event unbuffered");
-        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
-    }
+    assert_eq!(sse.event().await.data(), "streamed", "event unbuffered");
 }
 
 #[tokio::test]
 async fn websockets_pass_through_nginx() {
-    use futures::SinkExt;
-    use tokio_tungstenite::{connect_async, tungstenite::Message};
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let Some(nginx) = Nginx::start(&s) else {
         return;
     };
     let url = nginx.url("/ws/live").replacen("http", "ws", 1);
-    let (mut ws, res) = connect_async(url).await.expect("upgrade through nginx");
-    assert_eq!(res.status(), 101);
+    let mut ws = ws::open(&url).await;
     let mut frames = Vec::new();
     s.publish("live", "via nginx").await;
-    ws.send(Message::text(r#"{"type":"ping","ref":"p"}"#))
-        .await
-        .unwrap();
+    ws::send(&mut ws, json!({"type": "ping", "ref": "p"})).await;
     // subscribed, the message, and the pong, both ways through the proxy.
     while frames.len() < 3 {
-        let m = tokio::time::timeout(Duration::from_secs(3), ws.next())
-            .await
-            .expect("a frame in time")
-            .unwrap()
-            .unwrap();
-        if let Message::Text(t) = m {
-            frames.push(serde_json::from_str::<Value>(&t).unwrap());
-        }
+        frames.push(ws::next(&mut ws).await);
     }
     assert_eq!(frames[0]["type"], "subscribed");
     assert!(

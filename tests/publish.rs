@@ -2,10 +2,8 @@
 //! every bad input getting its status and JSON error without disturbing
 //! anything else.
 
-mod support;
-
+use herald_testkit::{Server, client};
 use serde_json::Value;
-use support::{Server, client};
 
 async fn error_code(res: reqwest::Response) -> (u16, String) {
     let status = res.status().as_u16();
@@ -40,7 +38,7 @@ async fn retained(s: &Server, ch: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn bad_inputs_get_their_status_and_lose_nothing() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let c = client();
     s.publish("keep", "before").await;
     let long = "x".repeat(129);
@@ -147,7 +145,7 @@ async fn bad_inputs_get_their_status_and_lose_nothing() {
 
 #[tokio::test]
 async fn body_limit_is_configurable_and_exact() {
-    let s = Server::start(&["--max-body", "1000"]);
+    let s = Server::start(&["--max-body", "1000"]).await;
     let c = client();
     let at = c
         .post(s.internal_url("/publish/l"))
@@ -167,7 +165,7 @@ async fn body_limit_is_configurable_and_exact() {
 
 #[tokio::test]
 async fn batch_publish_orders_and_types_data() {
-    let s = Server::start(&["--max-batch", "3"]);
+    let s = Server::start(&["--max-batch", "3"]).await;
     let c = client();
     let res = c
         .post(s.internal_url("/publish"))
@@ -213,7 +211,7 @@ async fn batch_publish_orders_and_types_data() {
 
 #[tokio::test]
 async fn publish_token_guards_every_internal_endpoint() {
-    let s = Server::start(&["--publish-token", "s3cret"]);
+    let s = Server::start(&["--publish-token", "s3cret"]).await;
     let c = client();
     for (req, what) in [
         (c.post(s.internal_url("/publish/t")).body("x"), "no token"),
@@ -257,7 +255,7 @@ async fn publish_token_guards_every_internal_endpoint() {
 
 #[tokio::test]
 async fn channel_info_and_delete() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let c = client();
     let a = s.publish("info", "1").await;
     let b = s.publish("info", "2").await;
@@ -307,7 +305,7 @@ async fn channel_info_and_delete() {
 
 #[tokio::test]
 async fn cors_on_the_public_listener() {
-    let s = Server::start(&["--cors-origins", "https://app.example"]);
+    let s = Server::start(&["--cors-origins", "https://app.example"]).await;
     let c = client();
     let res = c
         .get(s.url("/poll/x"))
@@ -345,7 +343,7 @@ async fn cors_on_the_public_listener() {
 
 #[tokio::test]
 async fn status_headers_required_by_http() {
-    let s = Server::start(&["--publish-token", "tok"]);
+    let s = Server::start(&["--publish-token", "tok"]).await;
     let c = client();
     let res = c
         .get(s.internal_url("/publish/x"))
@@ -393,7 +391,7 @@ async fn status_headers_required_by_http() {
 
 #[tokio::test]
 async fn percent_encoded_channel_names_are_decoded() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let c = client();
     let res = c
         .post(s.internal_url("/publish/user%40example.com"))
@@ -411,7 +409,7 @@ async fn percent_encoded_channel_names_are_decoded() {
 #[tokio::test]
 async fn a_stalled_publish_times_out_with_408() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let s = Server::start(&["--request-timeout", "1"]);
+    let s = Server::start(&["--request-timeout", "1"]).await;
     let mut sock = tokio::net::TcpStream::connect(s.internal).await.unwrap();
     // Headers promise 10 bytes; only 3 arrive.
     sock.write_all(b"POST /publish/slow HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc")

@@ -1,4 +1,4 @@
-//! End-to-end: two herald binaries on one real Redis behave as one gateway.
+//! End-to-end: two herald instances on one real Redis behave as one gateway.
 //! Publish on one, receive on the other (poll, long poll, SSE, WebSocket);
 //! one order for 10,000 messages published through both, seen by pollers,
 //! an SSE stream and a WebSocket; clients cut from one instance that resume
@@ -8,74 +8,48 @@
 //! restarted mid-stream (503 while it is down, a gap for the history it
 //! lost); and a clear failure at start when Redis is unreachable.
 
-mod support;
-
 use std::{collections::HashMap, time::Duration};
 
-use futures::{SinkExt, StreamExt};
+use herald_testkit::{
+    Binary, Endpoints, Server, client, cursor, data, get_json,
+    redis::RedisServer,
+    sse::Sse,
+    ws::{self, Ws},
+};
 use serde_json::{Value, json};
-use support::{Server, client, redis::RedisServer};
-use tokio::time::{Instant, sleep, timeout};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async, tungstenite};
+use tokio::time::{Instant, sleep};
 
-type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
-
-fn herald(redis: &RedisServer, extra: &[&str]) -> Server {
+async fn herald(redis: &RedisServer, extra: &[&str]) -> Server {
     let url = redis.url();
     let mut args = vec!["--engine", "redis", "--redis-url", &url];
     args.extend_from_slice(extra);
-    Server::start(&args)
-}
-
-async fn get(url: String) -> Value {
-    let res = client().get(url).send().await.expect("GET");
-    assert_eq!(res.status(), 200);
-    res.json().await.expect("JSON")
-}
-
-/// Polls `channel` on `s` from `cursor` (or from now).
-async fn poll(s: &Server, channel: &str, cursor: Option<&str>) -> Value {
-    let query = cursor.map_or(String::new(), |c| format!("?since={c}"));
-    get(s.url(&format!("/poll/{channel}{query}"))).await
-}
-
-fn data(v: &Value) -> Vec<String> {
-    v["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .map(|m| m["data"].as_str().expect("text data").to_string())
-        .collect()
-}
-
-fn cursor(v: &Value) -> String {
-    v["cursor"].as_str().expect("cursor").to_string()
+    Server::start(&args).await
 }
 
 #[tokio::test]
 async fn publish_on_one_instance_poll_on_the_other() {
-    let Some(redis) = support::redis() else {
+    let Some(redis) = herald_testkit::redis() else {
         return;
     };
-    let (a, b) = (herald(&redis, &[]), herald(&redis, &[]));
-    let start = cursor(&poll(&b, "news", None).await);
+    let (a, b) = (herald(&redis, &[]).await, herald(&redis, &[]).await);
+    let start = cursor(&b.poll("news", None).await);
     let published = a.publish("news", "hello").await;
-    let got = poll(&b, "news", Some(&start)).await;
+    let got = b.poll("news", Some(&start)).await;
     assert_eq!(data(&got), ["hello"]);
     assert_eq!(got["gap"], false);
     assert_eq!(got["messages"][0]["id"], published["id"]);
     // The cursor the publisher got works on the other instance too.
     let after = published["cursor"].as_str().unwrap();
     assert_eq!(
-        data(&poll(&b, "news", Some(after)).await),
+        data(&b.poll("news", Some(after)).await),
         Vec::<String>::new()
     );
-    let info = get(b.internal_url("/channels/news")).await;
+    let info = get_json(&b.internal_url("/channels/news")).await;
     assert_eq!(info["last_id"], published["id"]);
 }
 
 /// Polls `channel` on `s` until `n` messages arrived; answers their data.
-async fn poll_all(s: &Server, channel: &str, start: String, n: usize) -> Vec<String> {
+async fn poll_all(s: &Endpoints, channel: &str, start: String, n: usize) -> Vec<String> {
     let mut at = start;
     let mut got = Vec::with_capacity(n);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -85,7 +59,7 @@ async fn poll_all(s: &Server, channel: &str, start: String, n: usize) -> Vec<Str
             "only {} of {n} arrived",
             got.len()
         );
-        let v = poll(s, channel, Some(&at)).await;
+        let v = s.poll(channel, Some(&at)).await;
         assert_eq!(v["gap"], false, "no message may be lost");
         let batch = data(&v);
         if batch.is_empty() {
@@ -99,24 +73,19 @@ async fn poll_all(s: &Server, channel: &str, start: String, n: usize) -> Vec<Str
 
 #[tokio::test]
 async fn ten_thousand_messages_through_both_instances_arrive_in_one_order_on_both() {
-    let Some(redis) = support::redis() else {
+    let Some(redis) = herald_testkit::redis() else {
         return;
     };
     let opts = ["--history-messages", "20000"];
-    let (a, b) = (herald(&redis, &opts), herald(&redis, &opts));
-    let start = cursor(&poll(&a, "feed", None).await);
+    let (a, b) = (herald(&redis, &opts).await, herald(&redis, &opts).await);
+    let start = cursor(&a.poll("feed", None).await);
     const N: usize = 10_000;
     const BATCH: usize = 100;
     // Besides a poller on each instance, an SSE stream on A and a
     // WebSocket on B, both from the same cursor.
-    let sse = client()
-        .get(a.url(&format!("/sse/feed?since={start}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(sse.status(), 200);
-    let mut ws = ws_connect(&b).await;
-    ws_subscribe(&mut ws, &["feed"], json!({ "since": start })).await;
+    let sse = Sse::open(&client(), &a.url(&format!("/sse/feed?since={start}")), None).await;
+    let mut ws = ws::connect(&b, "/ws").await;
+    ws::subscribe(&mut ws, &["feed"], json!({ "since": start })).await;
     let pollers = {
         let (sa, sb) = (start.clone(), start.clone());
         let (a, b) = (&a, &b);
@@ -150,16 +119,16 @@ async fn ten_thousand_messages_through_both_instances_arrive_in_one_order_on_bot
 
 #[tokio::test]
 async fn a_poller_moves_between_instances_with_its_cursor() {
-    let Some(redis) = support::redis() else {
+    let Some(redis) = herald_testkit::redis() else {
         return;
     };
-    let (a, b) = (herald(&redis, &[]), herald(&redis, &[]));
-    let mut at = cursor(&poll(&a, "c", None).await);
+    let (a, b) = (herald(&redis, &[]).await, herald(&redis, &[]).await);
+    let mut at = cursor(&a.poll("c", None).await);
     for round in 0..3 {
         a.publish("c", &format!("{round}a")).await;
         b.publish("c", &format!("{round}b")).await;
         let via = if round % 2 == 0 { &b } else { &a };
-        let v = poll(via, "c", Some(&at)).await;
+        let v = via.poll("c", Some(&at)).await;
         assert_eq!(data(&v), [format!("{round}a"), format!("{round}b")]);
         assert_eq!(v["gap"], false);
         at = cursor(&v);
@@ -168,12 +137,12 @@ async fn a_poller_moves_between_instances_with_its_cursor() {
 
 #[tokio::test]
 async fn redis_killed_mid_stream_then_restarted() {
-    let Some(mut redis) = support::redis() else {
+    let Some(mut redis) = herald_testkit::redis() else {
         return;
     };
-    let (a, b) = (herald(&redis, &[]), herald(&redis, &[]));
+    let (a, b) = (herald(&redis, &[]).await, herald(&redis, &[]).await);
     a.publish("c", "before").await;
-    let v = poll(&b, "c", Some(&cursor(&poll(&b, "c", None).await))).await;
+    let v = b.poll("c", Some(&cursor(&b.poll("c", None).await))).await;
     let before = cursor(&v);
     let c = client();
     redis.kill();
@@ -217,113 +186,80 @@ async fn redis_killed_mid_stream_then_restarted() {
         }
     }
     a.publish("c", "after").await;
-    let v = poll(&b, "c", Some(&before)).await;
+    let v = b.poll("c", Some(&before)).await;
     assert_eq!(data(&v), ["after"]);
     assert_eq!(v["gap"], true, "the history Redis lost is a gap");
 }
 
 #[tokio::test]
 async fn cursors_survive_an_instance_restart() {
-    let Some(redis) = support::redis() else {
+    let Some(redis) = herald_testkit::redis() else {
         return;
     };
-    let mut a = herald(&redis, &[]);
+    let mut a = herald(&redis, &[]).await;
     let first = a.publish("c", "1").await;
     a.publish("c", "2").await;
     a.publish("c", "3").await;
-    assert!(a.terminate(Duration::from_secs(5)), "clean exit");
-    let a = herald(&redis, &[]);
-    let v = poll(&a, "c", first["cursor"].as_str()).await;
+    assert!(a.stop().await.is_ok(), "clean exit");
+    a.restart().await;
+    let v = a.poll("c", first["cursor"].as_str()).await;
     assert_eq!(data(&v), ["2", "3"]);
     assert_eq!(v["gap"], false);
 }
 
 #[tokio::test]
 async fn an_unreachable_redis_stops_the_start_with_a_clear_error() {
-    let port = support::free_port().to_string();
+    let port = herald_testkit::free_port().to_string();
     let url = format!("redis://127.0.0.1:{port}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["--engine", "redis", "--redis-url", &url])
-        .args([
+    let out = Binary::output(
+        &[
+            "--engine",
+            "redis",
+            "--redis-url",
+            &url,
             "--public-addr",
             "127.0.0.1:0",
             "--internal-addr",
             "127.0.0.1:0",
-        ])
-        .output()
-        .expect("run herald");
+        ],
+        &[],
+    );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot use Redis"), "{stderr}");
 }
 
-/// Reads an SSE body until `n` `data:` lines arrived; answers each event's
-/// `(id, data)`.
-async fn sse_events(res: reqwest::Response, n: usize) -> Vec<(String, String)> {
-    use futures::StreamExt;
-    let mut body = res.bytes_stream();
-    let mut text = String::new();
-    loop {
-        let events: Vec<(String, String)> = text
-            .split("\n\n")
-            .filter_map(|block| {
-                let field = |name: &str| {
-                    block
-                        .lines()
-                        .find_map(|l| l.strip_prefix(name).map(str::to_string))
-                };
-                Some((field("id: ")?, field("data: ")?))
-            })
-            .collect();
-        if events.len() >= n && text.ends_with("\n\n") {
-            return events;
-        }
-        let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
-            .await
-            .expect("an SSE event within 5 s")
-            .expect("the stream goes on")
-            .expect("no stream error");
-        text.push_str(std::str::from_utf8(&chunk).unwrap());
-    }
-}
-
 #[tokio::test]
 async fn sse_on_one_instance_resumes_on_the_other_with_last_event_id() {
-    let Some(redis) = support::redis() else {
+    let Some(redis) = herald_testkit::redis() else {
         return;
     };
-    let (a, b) = (herald(&redis, &[]), herald(&redis, &[]));
+    let (a, b) = (herald(&redis, &[]).await, herald(&redis, &[]).await);
     let c = client();
-    let on_b = c.get(b.url("/sse/live")).send().await.unwrap();
-    assert_eq!(on_b.status(), 200);
-    sleep(Duration::from_millis(200)).await;
+    let mut on_b = Sse::open(&c, &b.url("/sse/live"), None).await;
+    b.wait_subscribers("live", 1, Duration::from_secs(5)).await;
     a.publish("live", "1").await;
-    let got = sse_events(on_b, 1).await;
-    assert_eq!(got[0].1, "1", "published on A, streamed by B");
+    let got = on_b.events(1).await;
+    assert_eq!(got[0].data(), "1", "published on A, streamed by B");
     // The client is cut from B and comes back on A with Last-Event-ID.
     a.publish("live", "2").await;
     b.publish("live", "3").await;
-    let on_a = c
-        .get(a.url("/sse/live"))
-        .header("last-event-id", &got[0].0)
-        .send()
-        .await
-        .unwrap();
-    let resumed = sse_events(on_a, 2).await;
-    let data: Vec<&str> = resumed.iter().map(|(_, d)| d.as_str()).collect();
-    assert_eq!(data, ["2", "3"]);
+    let last = got[0].id.as_deref().expect("an id");
+    let mut on_a = Sse::open(&c, &a.url("/sse/live"), Some(last)).await;
+    let resumed = on_a.events(2).await;
+    assert_eq!(herald_testkit::sse::datas(&resumed), ["2", "3"]);
 }
 
 #[tokio::test]
 async fn a_long_poll_on_one_instance_is_released_by_a_publish_on_the_other() {
-    let Some(redis) = support::redis() else {
+    let Some(redis) = herald_testkit::redis() else {
         return;
     };
-    let (a, b) = (herald(&redis, &[]), herald(&redis, &[]));
-    let start = cursor(&poll(&b, "held", None).await);
-    let url = b.url(&format!("/longpoll/held?since={start}&timeout=5"));
-    let hold = tokio::spawn(async move { get(url).await });
-    sleep(Duration::from_millis(200)).await;
+    let (a, b) = (herald(&redis, &[]).await, herald(&redis, &[]).await);
+    let start = cursor(&b.poll("held", None).await);
+    let on_b = *b;
+    let hold = tokio::spawn(async move { on_b.longpoll("held", &start, 5).await });
+    b.wait_subscribers("held", 1, Duration::from_secs(5)).await;
     let began = Instant::now();
     a.publish("held", "wake").await;
     let v = hold.await.unwrap();
@@ -334,73 +270,20 @@ async fn a_long_poll_on_one_instance_is_released_by_a_publish_on_the_other() {
     assert_eq!(data(&v), ["wake"]);
     // The same cursor continues on the other instance.
     a.publish("held", "next").await;
-    let url = a.url(&format!("/longpoll/held?since={}&timeout=5", cursor(&v)));
-    assert_eq!(data(&get(url).await), ["next"]);
+    let v = a.longpoll("held", &cursor(&v), 5).await;
+    assert_eq!(data(&v), ["next"]);
 }
 
-/// Reads an SSE body until `n` messages arrived; answers their data. Parses
-/// as it goes (a stream of 10,000 events), and fails on a `herald.gap`.
-async fn sse_data(res: reqwest::Response, n: usize) -> Vec<String> {
-    let mut body = res.bytes_stream();
-    let mut text = String::new();
+/// Reads `n` SSE messages; answers their data. Fails on a `herald.*`
+/// control event (a gap).
+async fn sse_data(mut sse: Sse, n: usize) -> Vec<String> {
     let mut got = Vec::with_capacity(n);
     while got.len() < n {
-        let chunk = timeout(Duration::from_secs(5), body.next())
-            .await
-            .expect("an SSE event within 5 s")
-            .expect("the stream goes on")
-            .expect("no stream error");
-        text.push_str(std::str::from_utf8(&chunk).unwrap());
-        let Some(end) = text.rfind("\n\n") else {
-            continue;
-        };
-        for block in text[..end].split("\n\n") {
-            assert!(!block.contains("event: herald."), "no gap: {block}");
-            got.extend(
-                block
-                    .lines()
-                    .find_map(|l| l.strip_prefix("data: ").map(str::to_string)),
-            );
-        }
-        text.drain(..end + 2);
+        let ev = sse.event().await;
+        assert_eq!(ev.event, None, "no gap: {ev:?}");
+        got.push(ev.data().to_string());
     }
     got
-}
-
-async fn ws_connect(s: &Server) -> Ws {
-    let (ws, res) = connect_async(s.ws_url("/ws")).await.expect("upgrade");
-    assert_eq!(res.status(), 101);
-    ws
-}
-
-/// The next text frame as JSON (pings and pongs skipped).
-async fn ws_next(ws: &mut Ws) -> Value {
-    loop {
-        let frame = timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("a frame within 5 s")
-            .expect("connection open")
-            .expect("a frame");
-        match frame {
-            tungstenite::Message::Text(t) => return serde_json::from_str(&t).expect("JSON"),
-            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => {}
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
-
-/// Subscribes to `channels` (with `extra` fields such as `since`); answers
-/// the `subscribed` reply.
-async fn ws_subscribe(ws: &mut Ws, channels: &[&str], extra: Value) -> Value {
-    let mut frame = json!({"type": "subscribe", "channels": channels});
-    if let (Value::Object(f), Value::Object(e)) = (&mut frame, extra) {
-        f.extend(e);
-    }
-    let text = frame.to_string();
-    ws.send(tungstenite::Message::text(text)).await.unwrap();
-    let reply = ws_next(ws).await;
-    assert_eq!(reply["type"], "subscribed", "{reply}");
-    reply
 }
 
 /// Reads `n` message frames; answers each one's channel, data and cursor.
@@ -408,7 +291,7 @@ async fn ws_subscribe(ws: &mut Ws, channels: &[&str], extra: Value) -> Value {
 async fn ws_data(ws: &mut Ws, n: usize) -> Vec<(String, String, String)> {
     let mut got = Vec::with_capacity(n);
     while got.len() < n {
-        let v = ws_next(ws).await;
+        let v = ws::next(ws).await;
         assert_eq!(v["type"], "message", "no gap, nothing else: {v}");
         let field = |k: &str| v[k].as_str().expect("a string field").to_string();
         got.push((field("channel"), field("data"), field("cursor")));
@@ -418,7 +301,7 @@ async fn ws_data(ws: &mut Ws, n: usize) -> Vec<(String, String, String)> {
 
 /// Publishes `range` as one batch through `s`; message `i` goes to
 /// `channels[i % len]` with data `i`.
-async fn publish_range(s: &Server, channels: &[&str], range: std::ops::Range<usize>) {
+async fn publish_range(s: &Endpoints, channels: &[&str], range: std::ops::Range<usize>) {
     let messages: Vec<Value> = range
         .map(|i| json!({"channel": channels[i % channels.len()], "data": i.to_string()}))
         .collect();
@@ -426,7 +309,12 @@ async fn publish_range(s: &Server, channels: &[&str], range: std::ops::Range<usi
 }
 
 /// Publishes `range` in batches of 10, alternately through `a` and `b`.
-async fn publish_burst(a: &Server, b: &Server, channels: &[&str], range: std::ops::Range<usize>) {
+async fn publish_burst(
+    a: &Endpoints,
+    b: &Endpoints,
+    channels: &[&str],
+    range: std::ops::Range<usize>,
+) {
     for (k, start) in range.clone().step_by(10).enumerate() {
         let via = if k % 2 == 0 { a } else { b };
         publish_range(via, channels, start..(start + 10).min(range.end)).await;
@@ -435,14 +323,14 @@ async fn publish_burst(a: &Server, b: &Server, channels: &[&str], range: std::op
 
 #[tokio::test]
 async fn a_websocket_on_one_instance_receives_what_the_other_publishes() {
-    let Some(redis) = support::redis() else {
+    let Some(redis) = herald_testkit::redis() else {
         return;
     };
-    let (a, b) = (herald(&redis, &[]), herald(&redis, &[]));
-    let mut ws = ws_connect(&b).await;
-    ws_subscribe(&mut ws, &["news"], json!({})).await;
+    let (a, b) = (herald(&redis, &[]).await, herald(&redis, &[]).await);
+    let mut ws = ws::connect(&b, "/ws").await;
+    ws::subscribe(&mut ws, &["news"], json!({})).await;
     let published = a.publish("news", "hello").await;
-    let m = ws_next(&mut ws).await;
+    let m = ws::next(&mut ws).await;
     assert_eq!(
         (m["type"].as_str(), m["data"].as_str()),
         (Some("message"), Some("hello"))
@@ -460,14 +348,14 @@ async fn a_websocket_on_one_instance_receives_what_the_other_publishes() {
 /// channel in order, no gap.
 #[tokio::test]
 async fn a_websocket_cut_from_one_instance_resumes_on_the_other_with_its_cursors() {
-    let Some(redis) = support::redis() else {
+    let Some(redis) = herald_testkit::redis() else {
         return;
     };
     let opts = ["--history-messages", "2000"];
-    let (a, b) = (herald(&redis, &opts), herald(&redis, &opts));
+    let (a, b) = (herald(&redis, &opts).await, herald(&redis, &opts).await);
     let channels = ["x", "y"];
-    let mut ws = ws_connect(&a).await;
-    let reply = ws_subscribe(&mut ws, &channels, json!({})).await;
+    let mut ws = ws::connect(&a, "/ws").await;
+    let reply = ws::subscribe(&mut ws, &channels, json!({})).await;
     let mut since = vec![reply["cursor"].as_str().unwrap().to_string()];
 
     publish_burst(&a, &b, &channels, 0..100).await;
@@ -481,8 +369,8 @@ async fn a_websocket_cut_from_one_instance_resumes_on_the_other_with_its_cursors
         last.insert(channel.clone(), cursor.clone());
     }
     since.extend(last.into_values());
-    let mut ws = ws_connect(&b).await;
-    ws_subscribe(&mut ws, &channels, json!({ "since": since })).await;
+    let mut ws = ws::connect(&b, "/ws").await;
+    ws::subscribe(&mut ws, &channels, json!({ "since": since })).await;
     let after = ws_data(&mut ws, 1050).await;
     // Still live on B after the catch-up.
     publish_range(&a, &channels, 1100..1102).await;
@@ -507,13 +395,13 @@ async fn a_websocket_cut_from_one_instance_resumes_on_the_other_with_its_cursors
 /// a burst is published through both: every message once, in order.
 #[tokio::test]
 async fn a_long_poll_client_switches_instance_mid_burst_and_misses_nothing() {
-    let Some(redis) = support::redis() else {
+    let Some(redis) = herald_testkit::redis() else {
         return;
     };
     const N: usize = 1000;
     let opts = ["--history-messages", "2000"];
-    let (a, b) = (herald(&redis, &opts), herald(&redis, &opts));
-    let start = cursor(&poll(&a, "feed", None).await);
+    let (a, b) = (herald(&redis, &opts).await, herald(&redis, &opts).await);
+    let start = cursor(&a.poll("feed", None).await);
     let reader = async {
         let mut at = start;
         let mut got = Vec::with_capacity(N);
@@ -521,8 +409,7 @@ async fn a_long_poll_client_switches_instance_mid_burst_and_misses_nothing() {
         while got.len() < N {
             let via = if switches % 2 == 0 { &a } else { &b };
             switches += 1;
-            let url = via.url(&format!("/longpoll/feed?since={at}&timeout=5"));
-            let v = get(url).await;
+            let v = via.longpoll("feed", &at, 5).await;
             assert_eq!(v["gap"], false, "no message may be lost");
             got.extend(data(&v));
             at = cursor(&v);
@@ -548,17 +435,17 @@ async fn a_long_poll_client_switches_instance_mid_burst_and_misses_nothing() {
 /// other instance answers it in publish order.
 #[tokio::test]
 async fn a_multi_channel_poll_follows_publish_order_across_instances() {
-    let Some(redis) = support::redis() else {
+    let Some(redis) = herald_testkit::redis() else {
         return;
     };
-    let (a, b) = (herald(&redis, &[]), herald(&redis, &[]));
-    let start = cursor(&poll(&b, "a,b", None).await);
+    let (a, b) = (herald(&redis, &[]).await, herald(&redis, &[]).await);
+    let start = cursor(&b.poll("a,b", None).await);
     let messages: Vec<Value> = ["b", "a", "b", "a"]
         .iter()
         .enumerate()
         .map(|(i, c)| json!({"channel": c, "data": format!("{c}{i}")}))
         .collect();
     a.publish_batch(messages).await;
-    let v = poll(&b, "a,b", Some(&start)).await;
+    let v = b.poll("a,b", Some(&start)).await;
     assert_eq!(data(&v), ["b0", "a1", "b2", "a3"]);
 }

@@ -1,25 +1,14 @@
 //! End-to-end: the binary itself — configuration sources and their
 //! precedence, refusals at start-up, health, HTTP/2 and graceful shutdown.
 
-mod support;
+use std::time::Duration;
 
-use std::{process::Command, time::Duration};
-
+use herald_testkit::{Binary, Server, client};
 use serde_json::Value;
-use support::{Server, client};
-
-fn herald(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
-}
 
 #[test]
 fn help_documents_every_option_with_its_default() {
-    let out = herald(&["--help"], &[]);
+    let out = Binary::output(&["--help"], &[]);
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
     for flag in [
@@ -38,7 +27,7 @@ fn help_documents_every_option_with_its_default() {
 
 #[test]
 fn invalid_configuration_exits_non_zero_naming_the_option() {
-    let out = herald(&["--history-bytes", "10"], &[]);
+    let out = Binary::output(&["--history-bytes", "10"], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("history-bytes"));
     for zero in [
@@ -46,18 +35,18 @@ fn invalid_configuration_exits_non_zero_naming_the_option() {
         "--request-timeout",
         "--drain-timeout",
     ] {
-        let out = herald(&[zero, "0"], &[]);
+        let out = Binary::output(&[zero, "0"], &[]);
         assert_eq!(out.status.code(), Some(2), "{zero} 0");
         assert!(String::from_utf8_lossy(&out.stderr).contains(&zero[2..]));
     }
-    let out = herald(&["--max-body", "lots"], &[]);
+    let out = Binary::output(&["--max-body", "lots"], &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--max-body"));
     let dir = std::env::temp_dir().join(format!("herald-cfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("bad.toml");
     std::fs::write(&file, "no-such-option = 1\n").unwrap();
-    let out = herald(&["--config", file.to_str().unwrap()], &[]);
+    let out = Binary::output(&["--config", file.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-option"));
 }
@@ -66,7 +55,7 @@ fn invalid_configuration_exits_non_zero_naming_the_option() {
 fn a_taken_address_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = herald(
+    let out = Binary::output(
         &["--public-addr", &addr, "--internal-addr", "127.0.0.1:0"],
         &[],
     );
@@ -87,7 +76,7 @@ async fn flags_beat_environment_beats_file() {
     let path = file.to_str().unwrap();
     // history-messages from the file (3), max-channels from env (4) over the
     // file, max-batch from the flag (1) over the file.
-    let s = Server::start_with_env(
+    let s = Binary::start_with_env(
         &["--config", path, "--max-batch", "1"],
         &[("HERALD_MAX_CHANNELS", "4")],
     );
@@ -133,7 +122,7 @@ async fn flags_beat_environment_beats_file() {
 
 #[tokio::test]
 async fn health_on_both_listeners() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let c = client();
     let v: Value = c
         .get(s.url("/healthz"))
@@ -157,7 +146,7 @@ async fn health_on_both_listeners() {
 
 #[tokio::test]
 async fn http2_cleartext_is_served() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let c = reqwest::Client::builder()
         .no_proxy()
         .http2_prior_knowledge()
@@ -170,7 +159,7 @@ async fn http2_cleartext_is_served() {
 
 #[tokio::test]
 async fn sigterm_exits_cleanly_and_promptly() {
-    let mut s = Server::start(&["--drain-timeout", "5"]);
+    let mut s = Binary::start(&["--drain-timeout", "5"]);
     s.publish("x", "y").await;
     let started = std::time::Instant::now();
     assert!(
@@ -184,14 +173,14 @@ async fn sigterm_exits_cleanly_and_promptly() {
 async fn the_example_configuration_file_runs() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/herald.toml");
     // Flags override the file's addresses so the test binds free ports.
-    let s = Server::start(&["--config", path]);
+    let s = Binary::start(&["--config", path]);
     let res = client().get(s.url("/healthz")).send().await.unwrap();
     assert_eq!(res.status(), 200);
 }
 
 #[test]
 fn every_option_is_documented_in_configuration_md() {
-    let help = String::from_utf8(herald(&["--help"], &[]).stdout).unwrap();
+    let help = String::from_utf8(Binary::output(&["--help"], &[]).stdout).unwrap();
     let doc = include_str!("../docs/configuration.md");
     let mut seen = 0;
     for word in help.split(|c: char| c.is_whitespace() || c == '[' || c == ']' || c == '=') {
@@ -208,4 +197,27 @@ fn every_option_is_documented_in_configuration_md() {
         }
     }
     assert!(seen > 40, "parsed only {seen} options from --help");
+}
+
+#[test]
+fn help_never_prints_a_secret_from_the_environment() {
+    let token = "t0ken-from-env";
+    let password = "pa55word-from-env";
+    let url = format!("redis://user:{password}@127.0.0.1:6379");
+    let out = Binary::output(
+        &["--help"],
+        &[("HERALD_PUBLISH_TOKEN", token), ("HERALD_REDIS_URL", &url)],
+    );
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("HERALD_PUBLISH_TOKEN"), "{help}");
+    assert!(!help.contains(token), "{help}");
+    assert!(!help.contains(password), "{help}");
+    // A value that is not secret is still shown.
+    let out = Binary::output(&["--help"], &[("HERALD_MAX_BODY", "4096")]);
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("HERALD_MAX_BODY=4096")
+    );
 }

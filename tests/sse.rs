@@ -1,133 +1,17 @@
-//! End-to-end: Server-Sent Events against the real binary, read as raw
-//! bytes off the socket, and through an independent EventSource client
-//! (the npm `eventsource` package, driven by tests/js/eventsource.js).
+//! End-to-end: Server-Sent Events against the in-process server (SIGTERM
+//! against the binary), read off the socket by the test kit's reader, and
+//! through an independent EventSource client (the npm `eventsource`
+//! package, driven by tests/js/eventsource.js).
 
-mod support;
+use std::time::Duration;
 
-use std::{pin::Pin, time::Duration};
-
-use bytes::Bytes;
-use futures::{Stream, StreamExt};
-use support::{Server, client};
+use herald_testkit::{
+    Binary, Endpoints, Server, client,
+    sse::{PROMPT, Sse, datas},
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// Longest wait for anything the server should send promptly.
-const PROMPT: Duration = Duration::from_secs(5);
-
-/// One event as it appears on the wire (herald writes LF line ends only).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Event {
-    id: Option<String>,
-    event: Option<String>,
-    data: Option<String>,
-}
-
-impl Event {
-    fn data(&self) -> &str {
-        self.data.as_deref().unwrap_or_default()
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(self.data()).unwrap()
-    }
-}
-
-/// An open `text/event-stream`, read block by block.
-struct Sse {
-    res_headers: reqwest::header::HeaderMap,
-    version: reqwest::Version,
-    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
-    buf: String,
-}
-
-impl Sse {
-    async fn open(c: &reqwest::Client, url: &str, last_event_id: Option<&str>) -> Sse {
-        let mut req = c.get(url);
-        if let Some(id) = last_event_id {
-            req = req.header("last-event-id", id);
-        }
-        let res = tokio::time::timeout(PROMPT, req.send())
-            .await
-            .expect("no response head")
-            .unwrap();
-        assert_eq!(res.status(), 200, "{url}");
-        let res_headers = res.headers().clone();
-        let version = res.version();
-        let mut sse = Sse {
-            res_headers,
-            version,
-            body: Box::pin(res.bytes_stream()),
-            buf: String::new(),
-        };
-        let first = sse.block().await.expect("opening block");
-        assert!(first.starts_with(": ok\nretry: "), "{first:?}");
-        sse
-    }
-
-    /// The next block (the text before a blank line), `None` when the
-    /// stream ended cleanly. Panics on a transport error or a stall.
-    async fn block(&mut self) -> Option<String> {
-        loop {
-            if let Some(at) = self.buf.find("\n\n") {
-                let block = self.buf[..at].to_string();
-                self.buf.drain(..at + 2);
-                return Some(block);
-            }
-            let chunk = tokio::time::timeout(PROMPT, self.body.next())
-                .await
-                .expect("the stream stalled");
-            match chunk {
-                None => {
-                    assert!(self.buf.is_empty(), "cut mid-event: {:?}", self.buf);
-                    return None;
-                }
-                Some(chunk) => self
-                    .buf
-                    .push_str(std::str::from_utf8(&chunk.expect("stream error")).unwrap()),
-            }
-        }
-    }
-
-    /// The next event, skipping comments (heartbeats).
-    async fn event(&mut self) -> Event {
-        loop {
-            let block = self.block().await.expect("an event, not the end");
-            let mut ev = Event::default();
-            for line in block.split('\n') {
-                if line.starts_with(':') {
-                    continue;
-                }
-                let (name, value) = line.split_once(':').unwrap_or((line, ""));
-                let value = value.strip_prefix(' ').unwrap_or(value).to_string();
-                match name {
-                    "id" => ev.id = Some(value),
-                    "event" => ev.event = Some(value),
-                    "data" => match &mut ev.data {
-                        Some(d) => {
-                            d.push('\n');
-                            d.push_str(&value);
-                        }
-                        None => ev.data = Some(value),
-                    },
-                    other => panic!("unexpected field {other:?} in {block:?}"),
-                }
-            }
-            if ev != Event::default() {
-                return ev;
-            }
-        }
-    }
-
-    async fn events(&mut self, n: usize) -> Vec<Event> {
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            out.push(self.event().await);
-        }
-        out
-    }
-}
-
-async fn publish_event(s: &Server, channel: &str, event: &str, data: &str) {
+async fn publish_event(s: &Endpoints, channel: &str, event: &str, data: &str) {
     let res = client()
         .post(s.internal_url(&format!("/publish/{channel}?event={event}")))
         .body(data.to_string())
@@ -137,13 +21,9 @@ async fn publish_event(s: &Server, channel: &str, event: &str, data: &str) {
     assert_eq!(res.status(), 202);
 }
 
-fn datas(events: &[Event]) -> Vec<&str> {
-    events.iter().map(Event::data).collect()
-}
-
 #[tokio::test]
 async fn headers_opening_and_events() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let mut sse = Sse::open(&client(), &s.url("/sse/news"), None).await;
     let h = &sse.res_headers;
     assert_eq!(h["content-type"], "text/event-stream");
@@ -162,7 +42,7 @@ async fn headers_opening_and_events() {
 
 #[tokio::test]
 async fn multi_line_data_round_trips() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let mut sse = Sse::open(&client(), &s.url("/sse/lines"), None).await;
     let cases = [
         ("a\nb", "data: a\ndata: b"),
@@ -185,7 +65,7 @@ async fn multi_line_data_round_trips() {
 
 #[tokio::test]
 async fn heartbeats_arrive() {
-    let s = Server::start(&["--sse-heartbeat", "1"]);
+    let s = Server::start(&["--sse-heartbeat", "1"]).await;
     let mut sse = Sse::open(&client(), &s.url("/sse/quiet"), None).await;
     for _ in 0..2 {
         let t = std::time::Instant::now();
@@ -197,7 +77,7 @@ async fn heartbeats_arrive() {
 
 #[tokio::test]
 async fn last_event_id_wins_over_since_and_must_be_a_cursor() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let c = client();
     let first = s.publish("news", "1").await;
     let second = s.publish("news", "2").await;
@@ -225,7 +105,7 @@ async fn last_event_id_wins_over_since_and_must_be_a_cursor() {
 
 #[tokio::test]
 async fn multi_channel_streams_resume_on_every_channel() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let c = client();
     let url = s.url("/sse/a,b");
     let mut sse = Sse::open(&c, &url, None).await;
@@ -246,7 +126,7 @@ async fn multi_channel_streams_resume_on_every_channel() {
 
 #[tokio::test]
 async fn an_old_cursor_gets_a_gap_event_then_the_retained_messages() {
-    let s = Server::start(&["--history-messages", "2"]);
+    let s = Server::start(&["--history-messages", "2"]).await;
     let c = client();
     let old = s.publish("news", "1").await;
     for d in ["2", "3", "4"] {
@@ -271,7 +151,7 @@ async fn an_old_cursor_gets_a_gap_event_then_the_retained_messages() {
 
 #[tokio::test]
 async fn deleted_channels_are_reported_and_end_a_stream_left_with_none() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let c = client();
     let mut multi = Sse::open(&c, &s.url("/sse/a,b"), None).await;
     let mut single = Sse::open(&c, &s.url("/sse/a"), None).await;
@@ -300,7 +180,7 @@ async fn deleted_channels_are_reported_and_end_a_stream_left_with_none() {
 
 #[tokio::test]
 async fn sigterm_ends_streams_cleanly() {
-    let mut s = Server::start(&[]);
+    let mut s = Binary::start(&[]);
     let c = client();
     let mut a = Sse::open(&c, &s.url("/sse/a"), None).await;
     let mut b = Sse::open(&c, &s.url("/sse/a,b"), None).await;
@@ -314,7 +194,7 @@ async fn sigterm_ends_streams_cleanly() {
 
 #[tokio::test]
 async fn max_lifetime_ends_the_stream() {
-    let s = Server::start(&["--sse-max-lifetime", "1", "--sse-heartbeat", "60"]);
+    let s = Server::start(&["--sse-max-lifetime", "1", "--sse-heartbeat", "60"]).await;
     let t = std::time::Instant::now();
     let mut sse = Sse::open(&client(), &s.url("/sse/news"), None).await;
     assert_eq!(sse.block().await, None);
@@ -329,7 +209,7 @@ async fn max_lifetime_ends_the_stream() {
 async fn http2_streams_share_one_connection() {
     // One public connection allowed: the streams can only all be served
     // if they are multiplexed on it.
-    let s = Server::start(&["--max-connections", "1"]);
+    let s = Server::start(&["--max-connections", "1"]).await;
     let h2 = reqwest::Client::builder()
         .no_proxy()
         .http2_prior_knowledge()
@@ -355,7 +235,7 @@ async fn http2_streams_share_one_connection() {
 /// second, and ends with all of them, in order, once each.
 #[tokio::test]
 async fn an_eventsource_client_gets_a_cut_burst_whole() {
-    let Some(node) = support::need_node_packages() else {
+    let Some(node) = herald_testkit::need_node_packages() else {
         return;
     };
     let s = Server::start(&[
@@ -365,9 +245,10 @@ async fn an_eventsource_client_gets_a_cut_burst_whole() {
         "50",
         "--history-messages",
         "2000",
-    ]);
+    ])
+    .await;
     let mut child = tokio::process::Command::new(node)
-        .arg(support::js_script("eventsource.js"))
+        .arg(herald_testkit::js_script("eventsource.js"))
         .arg(s.url("/sse/burst"))
         .arg("1000")
         .arg("15000")
@@ -387,19 +268,12 @@ async fn an_eventsource_client_gets_a_cut_burst_whole() {
     assert_eq!(next().await["open"], 1);
     // 1,000 messages over about two seconds, in batches of ten, so that the
     // one-second lifetime cuts the stream in the middle of the burst.
-    let c = client();
     let publisher = async {
         for batch in 0..100 {
             let messages: Vec<_> = (0..10)
                 .map(|i| serde_json::json!({"channel": "burst", "data": (batch * 10 + i).to_string()}))
                 .collect();
-            let res = c
-                .post(s.internal_url("/publish"))
-                .json(&serde_json::json!({ "messages": messages }))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 202);
+            s.publish_batch(messages).await;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };

@@ -1,122 +1,32 @@
-//! End-to-end: the WebSocket transport against the real binary, with a real
-//! WebSocket client (tokio-tungstenite): subscribing, delivery, resume,
-//! liveness, every kind of bad input and its outcome, and shutdown.
-
-mod support;
+//! End-to-end: the WebSocket transport against the in-process server, with
+//! a real WebSocket client (tokio-tungstenite): subscribing, delivery,
+//! resume, liveness, every kind of bad input and its outcome, and shutdown
+//! (SIGTERM against the binary).
 
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use herald_testkit::{
+    Binary, Endpoints, Server, client,
+    ws::{WAIT, assert_nothing_pending, close_code, connect, next, refused, send, subscribe},
+};
 use serde_json::{Value, json};
-use support::{Server, client};
-use tokio::{net::TcpStream, time::timeout};
+use tokio::time::timeout;
 use tokio_tungstenite::{
-    MaybeTlsStream, WebSocketStream, connect_async,
-    tungstenite::{Error as WsError, Message, client::IntoClientRequest, http::HeaderValue},
+    connect_async,
+    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
 };
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// Frames must arrive within this; every test waits on it, never longer.
-const WAIT: Duration = Duration::from_secs(3);
-
-async fn connect(s: &Server, path: &str) -> Ws {
-    let (ws, res) = connect_async(s.ws_url(path)).await.expect("upgrade");
-    assert_eq!(res.status(), 101);
-    ws
-}
-
-/// The refused handshake's status and error code.
-async fn refused(request: impl IntoClientRequest + Unpin) -> (u16, String) {
-    match connect_async(request).await {
-        Err(WsError::Http(res)) => {
-            let body: Value = serde_json::from_slice(res.body().as_deref().unwrap_or(b"{}"))
-                .expect("a JSON error body");
-            (
-                res.status().as_u16(),
-                body["error"]["code"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        }
-        Err(e) => panic!("expected an HTTP refusal, got {e}"),
-        Ok(_) => panic!("expected a refusal, got an upgrade"),
-    }
-}
-
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::text(v.to_string())).await.expect("send");
-}
-
-/// The next text frame as JSON (pings and pongs are skipped).
-async fn next(ws: &mut Ws) -> Value {
-    loop {
-        let m = timeout(WAIT, ws.next())
-            .await
-            .expect("a frame in time")
-            .expect("connection open")
-            .expect("a frame");
-        match m {
-            Message::Text(t) => return serde_json::from_str(&t).expect("JSON frame"),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
-
-/// Reads until the server's close frame; answers its code.
-async fn close_code(ws: &mut Ws) -> u16 {
-    loop {
-        match timeout(WAIT, ws.next()).await.expect("a close in time") {
-            Some(Ok(Message::Close(Some(f)))) => return f.code.into(),
-            Some(Ok(Message::Close(None))) => panic!("close without a code"),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => panic!("connection failed before a close frame: {e}"),
-            None => panic!("connection ended without a close frame"),
-        }
-    }
-}
-
-async fn subscribe(ws: &mut Ws, channels: &[&str], extra: Value) -> Value {
-    let mut frame = json!({"type": "subscribe", "channels": channels, "ref": "sub"});
-    if let (Value::Object(f), Value::Object(e)) = (&mut frame, extra) {
-        f.extend(e);
-    }
-    send(ws, frame).await;
-    let v = next(ws).await;
-    assert_eq!(v["type"], "subscribed", "{v}");
-    assert_eq!(v["ref"], "sub");
-    v
-}
-
-/// A round trip that proves nothing else is queued before it.
-async fn assert_nothing_pending(ws: &mut Ws) {
-    send(ws, json!({"type": "ping", "ref": "probe"})).await;
-    let v = next(ws).await;
-    assert_eq!(
-        (v["type"].as_str(), v["ref"].as_str()),
-        (Some("pong"), Some("probe")),
-        "{v}"
-    );
-}
-
-async fn publish_batch(s: &Server, channel: &str, range: std::ops::Range<usize>) {
+async fn publish_batch(s: &Endpoints, channel: &str, range: std::ops::Range<usize>) {
     let messages: Vec<Value> = range
         .map(|i| json!({"channel": channel, "data": i}))
         .collect();
-    let res = client()
-        .post(s.internal_url("/publish"))
-        .json(&json!({ "messages": messages }))
-        .send()
-        .await
-        .expect("publish");
-    assert_eq!(res.status(), 202);
+    s.publish_batch(messages).await;
 }
 
 #[tokio::test]
 async fn subscribe_receive_unsubscribe() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let mut ws = connect(&s, "/ws").await;
     let sub = subscribe(&mut ws, &["news"], json!({})).await;
     assert_eq!(sub["channels"], json!(["news"]));
@@ -148,7 +58,7 @@ async fn subscribe_receive_unsubscribe() {
 
 #[tokio::test]
 async fn many_channels_on_one_connection() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     let mut ws = connect(&s, "/ws").await;
     subscribe(&mut ws, &["a", "b"], json!({})).await;
     s.publish("a", "1").await;
@@ -177,7 +87,7 @@ async fn many_channels_on_one_connection() {
 
 #[tokio::test]
 async fn direct_subscribe_in_the_path() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[]).await;
     s.publish("a", "old-a").await;
     s.publish("b", "old-b").await;
     let mut ws = connect(&s, "/ws/a,b?last=1").await;
@@ -206,24 +116,18 @@ async fn direct_subscribe_in_the_path() {
 #[tokio::test]
 async fn resume_after_a_dropped_connection_loses_nothing() {
     const N: usize = 1000;
-    let s = Server::start(&["--history-messages", "2000"]);
+    let s = Server::start(&["--history-messages", "2000"]).await;
     let mut ws = connect(&s, "/ws").await;
     let first = subscribe(&mut ws, &["burst"], json!({})).await;
     let mut cursor = first["cursor"].as_str().unwrap().to_string();
     let publisher = {
-        let internal = s.internal_url("/publish");
+        let internal = *s;
         tokio::spawn(async move {
             for chunk in 0..N / 50 {
                 let messages: Vec<Value> = (chunk * 50..chunk * 50 + 50)
                     .map(|i| json!({"channel": "burst", "data": i}))
                     .collect();
-                let res = client()
-                    .post(&internal)
-                    .json(&json!({ "messages": messages }))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(res.status(), 202);
+                internal.publish_batch(messages).await;
             }
         })
     };
@@ -254,7 +158,7 @@ async fn resume_after_a_dropped_connection_loses_nothing() {
 
 #[tokio::test]
 async fn pings_both_ways() {
-    let s = Server::start(&["--ws-ping-interval", "1"]);
+    let s = Server::start(&["--ws-ping-interval", "1"]).await;
     let mut ws = connect(&s, "/ws").await;
     ws.send(Message::Ping("are you there".into()))
         .await
@@ -281,7 +185,7 @@ async fn pings_both_ways() {
 
 #[tokio::test]
 async fn bad_frames_get_error_frames_and_the_connection_stays() {
-    let s = Server::start(&["--ws-max-subscriptions", "2"]);
+    let s = Server::start(&["--ws-max-subscriptions", "2"]).await;
     let mut ws = connect(&s, "/ws").await;
     for (frame, code) in [
         (Message::text("{not json"), "invalid_json"),
@@ -325,7 +229,7 @@ async fn bad_frames_get_error_frames_and_the_connection_stays() {
 
 #[tokio::test]
 async fn a_frame_over_the_limit_closes_with_1009() {
-    let s = Server::start(&["--ws-max-frame", "1024"]);
+    let s = Server::start(&["--ws-max-frame", "1024"]).await;
     let mut ws = connect(&s, "/ws").await;
     let big = format!(r#"{{"type":"ping","ref":"{}"}}"#, "x".repeat(2000));
     ws.send(Message::text(big)).await.unwrap();
@@ -334,7 +238,7 @@ async fn a_frame_over_the_limit_closes_with_1009() {
 
 #[tokio::test]
 async fn too_many_bad_frames_close_with_1008() {
-    let s = Server::start(&["--ws-max-bad-frames", "3"]);
+    let s = Server::start(&["--ws-max-bad-frames", "3"]).await;
     let mut ws = connect(&s, "/ws").await;
     for _ in 0..3 {
         ws.send(Message::text("nope")).await.unwrap();
@@ -347,7 +251,7 @@ async fn too_many_bad_frames_close_with_1008() {
 
 #[tokio::test]
 async fn handshakes_are_checked_before_the_upgrade() {
-    let s = Server::start(&["--ws-origins", "https://app.example, https://other.example"]);
+    let s = Server::start(&["--ws-origins", "https://app.example, https://other.example"]).await;
     let with_origin = |origin: &'static str| {
         let mut req = s.ws_url("/ws").into_client_request().unwrap();
         req.headers_mut()
@@ -381,7 +285,7 @@ async fn handshakes_are_checked_before_the_upgrade() {
 
 #[tokio::test]
 async fn one_clients_bad_input_does_not_disturb_another() {
-    let s = Server::start(&["--ws-max-bad-frames", "2"]);
+    let s = Server::start(&["--ws-max-bad-frames", "2"]).await;
     let mut good = connect(&s, "/ws").await;
     subscribe(&mut good, &["shared"], json!({})).await;
     let mut bad = connect(&s, "/ws").await;
@@ -402,7 +306,7 @@ async fn one_clients_bad_input_does_not_disturb_another() {
 
 #[tokio::test]
 async fn shutdown_closes_every_client_with_1001() {
-    let mut s = Server::start(&[]);
+    let mut s = Binary::start(&[]);
     let mut clients = Vec::new();
     for i in 0..5 {
         let mut ws = connect(&s, "/ws").await;

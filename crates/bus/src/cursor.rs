@@ -9,7 +9,9 @@
 //!
 //! Wire form: base64url (no padding) of `version, epoch, (channel hash,
 //! position)*`, with the numbers as LEB128 varints and the channel hash as 8
-//! bytes (FNV-1a 64 of the name, stable across instances). A position is the
+//! bytes (FNV-1a 64 of the name, stable across instances). Only the shortest
+//! encoding of a number is accepted (no trailing zero groups, nothing past 64
+//! bits), so that one position has exactly one text. A position is the
 //! id of the last message seen; 0 means "before the channel's first message".
 //! This module does not decide what a position means for delivery; the
 //! subscription does.
@@ -59,11 +61,11 @@ impl Cursor {
         if r.byte().ok_or_else(|| bad("truncated"))? != VERSION {
             return Err(bad("unknown version"));
         }
-        let epoch = r.varint().ok_or_else(|| bad("truncated"))?;
+        let epoch = r.varint().map_err(bad)?;
         let mut entries = Vec::new();
         while !r.0.is_empty() {
             let hash = r.u64_le().ok_or_else(|| bad("truncated"))?;
-            let word = r.varint().ok_or_else(|| bad("truncated"))?;
+            let word = r.varint().map_err(bad)?;
             entries.push((hash, word >> 1, word & 1 == 1));
         }
         Ok(Cursor { epoch, entries })
@@ -178,16 +180,24 @@ impl Reader<'_> {
         Some(u64::from_le_bytes(*head))
     }
 
-    fn varint(&mut self) -> Option<u64> {
+    /// A LEB128 number in its shortest encoding; fails with why not.
+    fn varint(&mut self) -> Result<u64, &'static str> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            v |= u64::from(b & 0x7f).checked_shl(shift)?;
+            let b = self.byte().ok_or("truncated")?;
+            let bits = u64::from(b & 0x7f);
+            if shift == 63 && bits > 1 {
+                return Err("number longer than 64 bits");
+            }
+            v |= bits << shift;
             if b & 0x80 == 0 {
-                return Some(v);
+                if b == 0 && shift > 0 {
+                    return Err("number not in its shortest encoding");
+                }
+                return Ok(v);
             }
         }
-        None
+        Err("number longer than 64 bits")
     }
 }
 
@@ -241,7 +251,67 @@ mod tests {
         assert_eq!(all.position(&ch("z")), Some((4, true)));
     }
 
+    /// Cursor text of version 1 whose epoch is encoded as `epoch` (raw
+    /// varint bytes).
+    fn with_epoch_bytes(epoch: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode([&[VERSION][..], epoch].concat())
+    }
+
+    fn is_invalid(text: &str) -> bool {
+        matches!(Cursor::parse(text), Err(Error::InvalidCursor(_)))
+    }
+
+    #[test]
+    fn rejects_overlong_and_padded_numbers() {
+        let max = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+        assert_eq!(
+            Cursor::parse(&with_epoch_bytes(&max)).unwrap().epoch,
+            u64::MAX
+        );
+        // A tenth byte carrying more than the 64th bit used to lose it.
+        let mut over = max;
+        over[9] = 0x02;
+        assert!(is_invalid(&with_epoch_bytes(&over)));
+        let mut eleven = max.to_vec();
+        eleven[9] = 0x81;
+        eleven.push(0x00);
+        assert!(is_invalid(&with_epoch_bytes(&eleven)));
+        // Zero as [0x80, 0x00], one as [0x81, 0x80, 0x00].
+        assert!(is_invalid(&with_epoch_bytes(&[0x80, 0x00])));
+        assert!(is_invalid(&with_epoch_bytes(&[0x81, 0x80, 0x00])));
+        assert_eq!(Cursor::parse(&with_epoch_bytes(&[0x00])).unwrap().epoch, 0);
+    }
+
     proptest! {
+        #[test]
+        fn every_number_round_trips_in_its_shortest_encoding(v: u64) {
+            let mut raw = Vec::new();
+            put_varint(&mut raw, v);
+            let mut r = Reader(&raw);
+            prop_assert_eq!(r.varint(), Ok(v));
+            prop_assert!(r.0.is_empty());
+            prop_assert_eq!(Cursor::parse(&with_epoch_bytes(&raw)).unwrap().epoch, v);
+        }
+
+        #[test]
+        fn padded_encodings_are_refused(v: u64, extra in 1usize..4) {
+            let mut raw = Vec::new();
+            put_varint(&mut raw, v);
+            // Trailing zero groups: the same number, spelled longer.
+            *raw.last_mut().unwrap() |= 0x80;
+            raw.extend(std::iter::repeat_n(0x80, extra - 1));
+            raw.push(0x00);
+            prop_assert!(is_invalid(&with_epoch_bytes(&raw)));
+        }
+
+        #[test]
+        fn accepted_text_is_the_one_text_of_its_cursor(raw in proptest::collection::vec(any::<u8>(), 0..48)) {
+            let text = with_epoch_bytes(&raw);
+            if let Ok(c) = Cursor::parse(&text) {
+                prop_assert_eq!(c.to_string(), text);
+            }
+        }
+
         #[test]
         fn parse_never_panics(s in "[A-Za-z0-9_-]{0,200}") {
             let _ = Cursor::parse(&s);

@@ -14,18 +14,27 @@
 //! The bus knows nothing of HTTP, sockets or encodings: transports turn
 //! [`Batch`]es into bytes, and may cache one encoding per message with
 //! [`Message::encoded`].
+//!
+//! Message times and ages come from the [`Clock`] in the engine's
+//! [`Config`]: the system clock in production, a [`ManualClock`] in tests.
+//! With the `testing` feature, `herald_bus::testing` holds the contract
+//! every engine is tested against.
 
 mod bus;
 mod channel;
+mod clock;
 mod cursor;
 mod engine;
 mod error;
 mod memory;
 mod message;
 mod subscription;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use bus::{Bus, Published};
 pub use channel::{ChannelName, EventName, RESERVED_EVENT_PREFIX};
+pub use clock::{Clock, ManualClock};
 pub use cursor::Cursor;
 pub use engine::{ChannelInfo, Engine, Health, Page, Signal, Watch};
 pub use error::Error;

@@ -215,13 +215,6 @@ pub trait Encoding: 'static {
     fn encode(message: &Message) -> Bytes;
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub(crate) fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Microseconds since the Unix epoch, now: the first id of a new channel, so
 /// that a channel dropped and created again never reuses an id a client may
 /// still hold (see docs/architecture.md, "Ids").

@@ -1,157 +1,195 @@
-//! HTTP errors: the one place where failures become responses.
+//! HTTP errors and the one rule that turns them into what a client sees.
 //!
-//! Every error answer, whether herald's own or one produced by a tower-http
-//! layer (body limit, timeout), leaves as `{"error":{"code","message"}}` with
-//! a stable machine-readable code. Client errors are not logged as errors;
-//! server errors are logged here and their details are not leaked.
+//! An [`Error`] is a [`Code`] (which decides status, code string and log
+//! level) with an optional detail. [`Error::report`] is the rule, used for
+//! HTTP responses ([`Error::into_response`]) and WebSocket `error` frames
+//! alike: a client error is told its detail (it describes the client's own
+//! input); a server error is told only its code's public message and a
+//! request id, while its detail (hosts, store errors) goes to the log under
+//! that id. Error responses that did not come from herald (a tower-http
+//! layer's plain-text 413 or 408) are rewritten into the same shape by
+//! [`json_errors`]. What an error is for, and when it is raised, is the
+//! business of the code that raises it.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, fmt};
 
 use http::{HeaderValue, Response, StatusCode, header};
+use tracing::Level;
 
-use crate::{Body, body::json, write_json_str};
+use crate::{Body, Code, body::json, write_json_str};
 
-/// An error answer: status, stable code, human message.
+/// An error answer: a code and, optionally, a detail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
-    status: StatusCode,
-    code: &'static str,
-    message: Cow<'static, str>,
-    /// A header the status requires (`Allow` on 405, `WWW-Authenticate` on
-    /// 401), if any.
-    header: Option<(header::HeaderName, &'static str)>,
+    code: Code,
+    /// Shown to the client instead of the code's message for a client
+    /// error; only logged for a server error.
+    detail: Option<Cow<'static, str>>,
+    /// The `Allow` header of a 405 (RFC 9110 requires it).
+    allow: Option<&'static str>,
 }
 
 impl Error {
-    /// An error with an explicit status and code.
-    pub fn new(
-        status: StatusCode,
-        code: &'static str,
-        message: impl Into<Cow<'static, str>>,
-    ) -> Self {
+    /// An error with `code` and a detail: for a client error, what exactly
+    /// was wrong with its request; for a server error, what the log says.
+    pub fn new(code: Code, detail: impl Into<Cow<'static, str>>) -> Self {
         Error {
-            status,
             code,
-            message: message.into(),
-            header: None,
+            detail: Some(detail.into()),
+            allow: None,
         }
     }
 
-    /// 400 with `code`.
-    pub fn bad_request(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
+    /// 405 `method_not_allowed` with `Allow: {allow}`.
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        Error {
+            allow: Some(allow),
+            ..Error::from(Code::MethodNotAllowed)
+        }
     }
 
-    /// 404 `not_found`.
-    pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
-    }
-
-    /// 405 `method_not_allowed` with `Allow: GET, HEAD`, the methods of
-    /// every subscriber endpoint; see [`Error::allow`] for others.
-    pub fn method_not_allowed() -> Self {
-        Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "method not allowed on this endpoint",
-        )
-        .allow("GET, HEAD")
-    }
-
-    /// Sets the `Allow` header of a 405 (RFC 9110 requires it).
-    pub fn allow(mut self, methods: &'static str) -> Self {
-        self.header = Some((header::ALLOW, methods));
-        self
-    }
-
-    /// 401 `unauthorized` with `WWW-Authenticate: Bearer`.
-    pub fn unauthorized() -> Self {
-        let mut e = Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid bearer token is required",
-        );
-        e.header = Some((header::WWW_AUTHENTICATE, "Bearer"));
-        e
-    }
-
-    /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    /// The stable error code.
-    pub fn code(&self) -> &'static str {
+    /// The code.
+    pub fn code(&self) -> Code {
         self.code
     }
 
-    /// The JSON response.
-    pub fn into_response(self) -> Response<Body> {
-        if self.status.is_server_error() {
-            tracing::error!(code = self.code, message = %self.message, "request failed");
+    /// The HTTP status (the code's).
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    /// Logs the error at its code's level and answers what a client may be
+    /// told. The one place that decides what leaves the server.
+    pub fn report(&self) -> Public<'_> {
+        let detail = self.detail.as_deref().unwrap_or("");
+        if self.code.is_server_error() {
+            let id = RequestId::new();
+            match self.code.level() {
+                Level::ERROR => {
+                    tracing::error!(request_id = %id, code = %self.code, detail, "request failed")
+                }
+                _ => tracing::warn!(request_id = %id, code = %self.code, detail, "request failed"),
+            }
+            Public {
+                code: self.code,
+                message: self.code.message(),
+                request_id: Some(id),
+            }
         } else {
-            tracing::debug!(code = self.code, message = %self.message, "request refused");
+            tracing::debug!(code = %self.code, detail, "request refused");
+            Public {
+                code: self.code,
+                message: self.detail.as_deref().unwrap_or(self.code.message()),
+                request_id: None,
+            }
         }
-        let message =
-            if self.status.is_server_error() && self.status != StatusCode::SERVICE_UNAVAILABLE {
-                "internal error"
-            } else {
-                &self.message
-            };
-        let mut out = String::with_capacity(64 + message.len());
-        out.push_str("{\"error\":{\"code\":\"");
-        out.push_str(self.code);
-        out.push_str("\",\"message\":");
-        write_json_str(&mut out, message);
+    }
+
+    /// The JSON response: `{"error":{"code","message"}}`, plus
+    /// `"request_id"` for a server error.
+    pub fn into_response(self) -> Response<Body> {
+        let public = self.report();
+        let mut out = String::with_capacity(64 + public.message.len());
+        out.push_str("{\"error\":{");
+        public.write_fields(&mut out);
         out.push_str("}}");
-        let mut res = json(self.status, out);
+        let status = self.status();
+        let mut res = json(status, out);
+        let h = res.headers_mut();
         if matches!(
-            self.status,
+            status,
             StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
         ) {
             // The request body was not read to its end, so the connection
             // cannot carry another request: say so, or a client reusing it
             // races the close.
-            res.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        if let Some((name, value)) = self.header {
-            res.headers_mut()
-                .insert(name, HeaderValue::from_static(value));
+        if self.code == Code::Unauthorized {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(allow) = self.allow {
+            h.insert(header::ALLOW, HeaderValue::from_static(allow));
         }
         res
     }
 }
 
+impl From<Code> for Error {
+    /// An error with no detail: the client is told the code's message.
+    fn from(code: Code) -> Self {
+        Error {
+            code,
+            detail: None,
+            allow: None,
+        }
+    }
+}
+
 impl From<herald_bus::Error> for Error {
     fn from(e: herald_bus::Error) -> Self {
-        use herald_bus::Error as E;
-        let (status, code) = match &e {
-            E::InvalidChannel(_) => (StatusCode::BAD_REQUEST, "invalid_channel"),
-            E::InvalidEvent(_) => (StatusCode::BAD_REQUEST, "invalid_event"),
-            E::InvalidCursor(_) => (StatusCode::BAD_REQUEST, "invalid_cursor"),
-            E::TooManyChannels { .. } => (StatusCode::BAD_REQUEST, "too_many_channels"),
-            E::InvalidUtf8 => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_utf8"),
-            E::InvalidJson(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_json"),
-            E::Unavailable(why) => {
-                // The details (hosts, store errors) go to the log, not to
-                // the client.
-                tracing::warn!(reason = %why, "engine unavailable");
-                return Error::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "engine_unavailable",
-                    "the engine is unavailable; retry later",
-                );
-            }
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        };
-        Error::new(status, code, e.to_string())
+        Error::new(Code::from(&e), e.to_string())
+    }
+}
+
+impl fmt::Display for Error {
+    /// The code and the detail, for logs and tests; never sent as such.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.detail {
+            Some(d) => write!(f, "{}: {d}", self.code),
+            None => write!(f, "{}: {}", self.code, self.code.message()),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// What a client is told of an error (see [`Error::report`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Public<'a> {
+    /// The code.
+    pub code: Code,
+    /// The message for humans.
+    pub message: &'a str,
+    /// For a server error, the id its log line carries.
+    pub request_id: Option<RequestId>,
+}
+
+impl Public<'_> {
+    /// Appends `"code":..,"message":..` (and `,"request_id":..`), the
+    /// fields an HTTP error body and a WebSocket `error` frame share.
+    pub fn write_fields(&self, out: &mut String) {
+        out.push_str("\"code\":\"");
+        out.push_str(self.code.as_str());
+        out.push_str("\",\"message\":");
+        write_json_str(out, self.message);
+        if let Some(id) = self.request_id {
+            use std::fmt::Write as _;
+            let _ = write!(out, ",\"request_id\":\"{id}\"");
+        }
+    }
+}
+
+/// A random id joining a server error's answer to its log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestId(u64);
+
+impl RequestId {
+    fn new() -> Self {
+        RequestId(rand::random())
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
     }
 }
 
 /// Rewrites an error response that did not come from herald (a tower-http
 /// layer's plain-text 413 or 408, hyper's defaults) into the JSON error
-/// shape, so that clients see one format whatever produced the error.
+/// shape, with the code [`Code::for_status`] names, so that clients see one
+/// format whatever produced the error.
 pub fn json_errors<B>(res: Response<B>) -> Response<Body>
 where
     B: http_body::Body<Data = bytes::Bytes, Error = std::convert::Infallible> + Send + 'static,
@@ -165,26 +203,67 @@ where
     if status.as_u16() < 400 || is_json {
         return res.map(BodyExt::boxed_unsync);
     }
-    let code = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
-        StatusCode::REQUEST_TIMEOUT => "timeout",
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::FORBIDDEN => "forbidden",
-        s if s.is_server_error() => "internal",
-        _ => "bad_request",
-    };
-    let message = status.canonical_reason().unwrap_or("error").to_lowercase();
     let (parts, _) = res.into_parts();
-    let mut out = Error::new(status, code, message).into_response();
+    let mut out = Error::from(Code::for_status(status)).into_response();
     for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             out.headers_mut().insert(name.clone(), value.clone());
         }
     }
-    out.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body(res: Response<Body>) -> serde_json::Value {
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_client_error_is_told_its_detail() {
+        let res = Error::new(Code::InvalidQuery, "last must be a number").into_response();
+        assert_eq!(res.status(), 400);
+        let v = body(res).await;
+        assert_eq!(v["error"]["code"], "invalid_query");
+        assert_eq!(v["error"]["message"], "last must be a number");
+        assert!(v["error"].get("request_id").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_server_error_never_shows_its_detail() {
+        let e = herald_bus::Error::Unavailable("redis: secret-host:6379 refused".into());
+        let res = Error::from(e).into_response();
+        assert_eq!(res.status(), 503);
+        let v = body(res).await;
+        assert_eq!(v["error"]["code"], "engine_unavailable");
+        assert_eq!(v["error"]["message"], Code::EngineUnavailable.message());
+        assert_eq!(v["error"]["request_id"].as_str().unwrap().len(), 16);
+        assert!(!v.to_string().contains("secret-host"));
+        let v = body(Error::new(Code::Internal, "disk on fire").into_response()).await;
+        assert_eq!(v["error"]["message"], "internal error");
+    }
+
+    #[tokio::test]
+    async fn required_headers_come_with_their_codes() {
+        let res = Error::method_not_allowed("POST").into_response();
+        assert_eq!(res.headers()[header::ALLOW], "POST");
+        let res = Error::from(Code::Unauthorized).into_response();
+        assert_eq!(res.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        let res = Error::from(Code::BodyTooLarge).into_response();
+        assert_eq!(res.headers()[header::CONNECTION], "close");
+    }
+
+    #[tokio::test]
+    async fn layer_errors_become_json() {
+        let mut plain = Response::new(http_body_util::Full::new(bytes::Bytes::from("too big")));
+        *plain.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+        let res = json_errors(plain);
+        assert_eq!(res.status(), 413);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(body(res).await["error"]["code"], "body_too_large");
+    }
 }

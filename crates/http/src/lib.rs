@@ -2,18 +2,24 @@
 //!
 //! It turns request parts into bus terms (channel lists in paths, `since` /
 //! `last` parameters), bus results into the JSON envelope, and every error
-//! into the one JSON error shape `{"error":{"code","message"}}`. It holds no
-//! routing and no transport logic: the server routes, transports speak their
-//! wire format.
+//! into the one JSON error shape `{"error":{"code","message"}}` from one
+//! table of codes ([`Code`]). It parses herald's routes ([`Route`]) so that
+//! the server and embedders agree on them, but dispatches nothing and holds
+//! no transport logic: the server routes, transports speak their wire
+//! format.
 
 mod body;
+mod code;
 mod context;
 mod envelope;
 mod error;
 mod request;
+mod route;
 
 pub use body::{Body, empty, full, json};
+pub use code::Code;
 pub use context::{Context, Limits};
 pub use envelope::{batch_json, message_fields, write_json_str};
-pub use error::{Error, json_errors};
+pub use error::{Error, Public, RequestId, json_errors};
 pub use request::{Query, channel, channels, header_str};
+pub use route::{Listener, Route};

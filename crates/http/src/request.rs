@@ -7,7 +7,7 @@
 use herald_bus::{ChannelName, Cursor, Start};
 use http::{HeaderMap, header::HeaderName};
 
-use crate::{Error, Limits};
+use crate::{Code, Error, Limits};
 
 /// Parses a comma-separated channel list from a path segment, after
 /// percent-decoding it (browsers' `encodeURIComponent` encodes `@` and `:`).
@@ -26,7 +26,7 @@ pub fn channel(segment: &str) -> Result<ChannelName, Error> {
 fn decode(segment: &str) -> Result<std::borrow::Cow<'_, str>, Error> {
     percent_encoding::percent_decode_str(segment)
         .decode_utf8()
-        .map_err(|_| Error::bad_request("invalid_channel", "channel names are ASCII"))
+        .map_err(|_| Error::new(Code::InvalidChannel, "channel names are ASCII"))
 }
 
 /// A header's value as text, if present and visible ASCII.
@@ -61,8 +61,8 @@ impl Query {
     /// Fails with 400 `invalid_cursor` or `invalid_query`.
     pub fn start(&self, limits: &Limits) -> Result<Start, Error> {
         match (self.get("since"), self.get("last")) {
-            (Some(_), Some(_)) => Err(Error::bad_request(
-                "invalid_query",
+            (Some(_), Some(_)) => Err(Error::new(
+                Code::InvalidQuery,
                 "give either since or last, not both",
             )),
             (Some(since), None) => Ok(Start::From(Cursor::parse(since)?)),
@@ -81,8 +81,8 @@ impl Query {
         self.get(name)
             .map(|v| {
                 v.parse::<u64>().map_err(|_| {
-                    Error::bad_request(
-                        "invalid_query",
+                    Error::new(
+                        Code::InvalidQuery,
                         format!("{name} must be a non-negative integer, got {v:?}"),
                     )
                 })

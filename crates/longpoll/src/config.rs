@@ -102,7 +102,7 @@ mod tests {
         ] {
             let e = hold(&c, bad).unwrap_err();
             assert_eq!(
-                (e.status().as_u16(), e.code()),
+                (e.status().as_u16(), e.code().as_str()),
                 (400, "invalid_query"),
                 "{bad}"
             );

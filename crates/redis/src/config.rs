@@ -1,11 +1,14 @@
 //! The engine's own settings: where Redis is and how patient to be with it.
-//! History bounds are not here: they are the bus's [`herald_bus::Config`],
-//! shared with the memory engine so that both behave alike.
+//! History bounds and the clock are not here: they are the bus's
+//! [`herald_bus::Config`], the one value either engine is built from, so that
+//! both behave alike.
+//!
+//! The URL may carry a password, so `Debug` shows it without one.
 
-use std::time::Duration;
+use std::{fmt, time::Duration};
 
 /// How to reach Redis.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Config {
     /// Redis URL (`redis://[user:password@]host:port[/db]`, or `rediss://`
     /// when the client is built with TLS). Default `redis://127.0.0.1:6379`.
@@ -29,5 +32,44 @@ impl Default for Config {
             timeout: Duration::from_secs(2),
             check_interval: Duration::from_secs(1),
         }
+    }
+}
+
+impl Config {
+    /// The URL without its user and password (`redis://***@host:6379`), for
+    /// logs and error messages.
+    pub fn redacted_url(&self) -> String {
+        match (self.url.split_once("://"), self.url.rsplit_once('@')) {
+            (Some((scheme, _)), Some((_, host))) => format!("{scheme}://***@{host}"),
+            _ => self.url.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("url", &self.redacted_url())
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("check_interval", &self.check_interval)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_password() {
+        let c = Config {
+            url: "redis://user:hunter2@db.example:6379/0".into(),
+            ..Config::default()
+        };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("redis://***@db.example:6379/0"), "{shown}");
+        assert!(format!("{:?}", Config::default()).contains("redis://127.0.0.1:6379"));
     }
 }

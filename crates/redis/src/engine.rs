@@ -17,7 +17,7 @@ use std::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -88,6 +88,10 @@ struct Local {
     /// Live watches (the channel's local subscriber count).
     watchers: usize,
     recent: Recent,
+    /// The newest id this instance published here. The cache serves reads
+    /// only once it holds it, so that a publish is visible to the next read
+    /// on the same instance even before its notification comes back.
+    published: u64,
 }
 
 /// What a remote read found, with the byte count the info endpoint needs.
@@ -99,12 +103,15 @@ struct Remote {
 impl RedisEngine {
     /// Connects to Redis, reads (or creates) the epoch, opens the pub/sub
     /// connection and starts the background tasks on the current tokio
-    /// runtime. `bounds` are the history limits, enforced in Redis.
+    /// runtime. `history` is the bus's one engine configuration (bounds,
+    /// enforced in Redis, and clock), as [`MemoryEngine::new`] takes it.
+    ///
+    /// [`MemoryEngine::new`]: herald_bus::MemoryEngine::new
     ///
     /// Fails with [`Error::InvalidUrl`] or, when Redis does not answer
     /// within the configured timeout, [`Error::Unreachable`]: a gateway
     /// should not start on a store it cannot reach.
-    pub async fn connect(config: &Config, bounds: herald_bus::Config) -> Result<Self, Error> {
+    pub async fn connect(config: &Config, history: herald_bus::Config) -> Result<Self, Error> {
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| Error::InvalidUrl(e.to_string()))?;
         let manager = ConnectionManagerConfig::new()
@@ -127,7 +134,7 @@ impl RedisEngine {
             conn,
             keys: Keys::new(&config.prefix),
             scripts: Scripts::new(),
-            bounds,
+            bounds: history,
             epoch: AtomicU64::new(0),
             commands_down: Mutex::new(None),
             pubsub_down: Mutex::new(None),
@@ -299,6 +306,7 @@ impl Shared {
     pub(crate) fn reset_all(&self) {
         for local in self.lock().values_mut() {
             local.recent.clear();
+            local.published = 0;
             local.tx.send_modify(|_| {});
         }
     }
@@ -349,6 +357,7 @@ impl Shared {
             .arg(b.max_bytes)
             .arg(age)
             .arg(age.max(1))
+            .arg(script::clock_arg(&b.clock))
             .arg(channels.len());
         for c in &channels {
             call.arg(keys.notify(c));
@@ -370,21 +379,37 @@ impl Shared {
                 "redis: publish script answered a wrong id count".into(),
             ));
         }
-        Ok(drafts
+        let messages: Vec<_> = drafts
             .into_iter()
             .zip(ids)
             .zip(first + 1..)
             .map(|((d, id), order)| Arc::new(Message::new(d, id, time, epoch).with_order(order)))
-            .collect())
+            .collect();
+        self.published(&messages);
+        Ok(messages)
     }
 
-    /// Reads from the local cache if it covers `after`.
+    /// Reads from the local cache if it covers `after` and holds everything
+    /// this instance published to the channel.
     fn cached(&self, channel: &ChannelName, after: u64, limit: usize) -> Option<Page> {
-        let min_time = now_millis().saturating_sub(self.bounds.max_age.as_millis() as u64);
-        self.lock()
-            .get_mut(channel)?
-            .recent
-            .page(after, limit, min_time)
+        let now = self.bounds.clock.now_millis();
+        let min_time = now.saturating_sub(self.bounds.max_age.as_millis() as u64);
+        let mut map = self.lock();
+        let local = map.get_mut(channel)?;
+        if local.recent.last()? < local.published {
+            return None;
+        }
+        local.recent.page(after, limit, min_time)
+    }
+
+    /// Notes the ids this instance just published, for [`Shared::cached`].
+    fn published(&self, messages: &[Arc<Message>]) {
+        let mut map = self.lock();
+        for m in messages {
+            if let Some(local) = map.get_mut(&m.channel) {
+                local.published = local.published.max(m.id);
+            }
+        }
     }
 
     async fn read_remote(
@@ -408,6 +433,7 @@ impl Shared {
             .arg(b.max_messages)
             .arg(b.max_bytes)
             .arg(b.max_age.as_millis() as u64)
+            .arg(script::clock_arg(&b.clock))
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(|e| self.failed(&e))?;
@@ -452,6 +478,7 @@ impl Shared {
                 tx: watch::Sender::new(Signal::default()),
                 watchers: 0,
                 recent: Recent::default(),
+                published: 0,
             }
         });
         local.watchers += 1;
@@ -649,10 +676,4 @@ async fn monitor(shared: Arc<Shared>, interval: Duration) {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

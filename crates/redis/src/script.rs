@@ -4,7 +4,10 @@
 //! Every change to a channel is one script, so it is atomic and one round
 //! trip: Redis runs scripts one at a time, which is what orders ids across
 //! instances. Scripts take the time from Redis (`TIME`), so every instance
-//! stamps and expires messages by the same clock.
+//! stamps and expires messages by the same clock, unless the engine runs on
+//! a manual [`Clock`](herald_bus::Clock) (tests): then the engine passes its
+//! time, and message times and ages follow it. Ids and key expiry
+//! (`PEXPIRE`) always follow Redis's own clock.
 //!
 //! A stored message (a list element, also the tail of a notification) is
 //! `id \n time \n size \n order \n json \n event \n data`: the scripts read
@@ -14,7 +17,7 @@
 //! What it leaves out: connections and retries (the engine's job).
 
 use bytes::Bytes;
-use herald_bus::{ChannelName, Draft, EventName, Message, Payload};
+use herald_bus::{ChannelName, Clock, Draft, EventName, Message, Payload};
 use redis::Script;
 
 /// Helpers every script starts with.
@@ -35,6 +38,13 @@ end
 local function now_us()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- Message time in milliseconds: the engine's clock when it passed one,
+-- else Redis's.
+local function clock_ms(arg, us)
+  if arg ~= '' then return tonumber(arg) end
+  return math.floor(us / 1000)
 end
 
 -- Drops messages from the front while the history is over a bound; answers
@@ -67,7 +77,8 @@ end
 /// KEYS: epoch, floor, order, then meta and log of each distinct channel.
 /// ARGV: candidate epoch, max messages, max bytes, max age (ms), log expiry
 /// (ms; the metadata lives twice as long, the second half as a tombstone
-/// that keeps the id sequence), channel count `c`, `c` notification
+/// that keeps the id sequence), clock (ms, or empty for Redis's `TIME`),
+/// channel count `c`, `c` notification
 /// channels, then four per draft: channel number (1-based), json flag,
 /// event, data.
 /// Answers `{epoch, time_ms, order, {ids}}`: the drafts' publish orders are
@@ -76,14 +87,14 @@ const PUBLISH: &str = r#"
 local epoch = epoch_of(KEYS[1], ARGV[1])
 local max_n, max_bytes = tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_age, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
-local channels = tonumber(ARGV[6])
+local channels = tonumber(ARGV[7])
 local now = now_us()
-local now_ms = math.floor(now / 1000)
+local now_ms = clock_ms(ARGV[6], now)
 local floor = tonumber(redis.call('GET', KEYS[2]) or '0')
-local count = (#ARGV - 6 - channels) / 4
+local count = (#ARGV - 7 - channels) / 4
 local first = redis.call('INCRBY', KEYS[3], count) - count
 local ids = {}
-local i = 7 + channels
+local i = 8 + channels
 while i <= #ARGV do
   local c = tonumber(ARGV[i])
   local flag, event, data = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -109,7 +120,7 @@ while i <= #ARGV do
   prune(meta, log, max_n, max_bytes, now_ms - max_age)
   redis.call('PEXPIRE', meta, 2 * ttl)
   redis.call('PEXPIRE', log, ttl)
-  redis.call('PUBLISH', ARGV[6 + c], 'm\n' .. epoch .. '\n' .. num(origin) .. '\n' .. element)
+  redis.call('PUBLISH', ARGV[7 + c], 'm\n' .. epoch .. '\n' .. num(origin) .. '\n' .. element)
   ids[#ids + 1] = id
   i = i + 4
 end
@@ -118,14 +129,15 @@ return {epoch, now_ms, first, ids}
 "#;
 
 /// KEYS: epoch, meta, log. ARGV: candidate epoch, after, limit, max
-/// messages, max bytes, max age (ms).
+/// messages, max bytes, max age (ms), clock (ms, or empty for Redis's
+/// `TIME`).
 /// Answers `{epoch, origin, oldest, last, bytes, {elements}}`.
 const READ: &str = r#"
 local epoch = epoch_of(KEYS[1], ARGV[1])
 local after, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
 local last = tonumber(redis.call('HGET', KEYS[2], 'last') or '0')
 if last == 0 then return {epoch, 0, 1, 0, 0, {}} end
-local now_ms = math.floor(now_us() / 1000)
+local now_ms = clock_ms(ARGV[7], now_us())
 local n, bytes = prune(KEYS[2], KEYS[3], tonumber(ARGV[4]), tonumber(ARGV[5]), now_ms - tonumber(ARGV[6]))
 local origin = tonumber(redis.call('HGET', KEYS[2], 'origin'))
 local oldest = last + 1 - n
@@ -176,6 +188,15 @@ impl Scripts {
             delete: script(DELETE),
             epoch: script(EPOCH),
         }
+    }
+}
+
+/// The clock argument of the publish and read scripts: empty for the
+/// system clock (Redis uses its own `TIME`), else the clock's time in ms.
+pub(crate) fn clock_arg(clock: &Clock) -> String {
+    match clock {
+        Clock::System => String::new(),
+        Clock::Manual(m) => m.now_millis().to_string(),
     }
 }
 

@@ -2,245 +2,182 @@
 //! environment variables and an optional TOML file, with one set of names
 //! for all three (`--max-body`, `HERALD_MAX_BODY`, `max-body = ...`).
 //!
-//! Precedence: flag, then environment, then file, then the default. Every
-//! option is declared once, in the `options!` list below, which generates the
-//! clap arguments, the TOML keys and the merge.
+//! Precedence: flag, then environment, then file, then the default. The
+//! options themselves are declared once, in `config::options`; this module
+//! only builds the clap command from that table, reads the file and merges.
+//! It does not check ranges: [`Config::validate`] does, once.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{ffi::OsString, path::PathBuf};
 
-use clap::Parser;
-use serde::Deserialize;
+use clap::{Arg, ArgMatches, Command, parser::ValueSource};
 
 use crate::{
     Config,
-    config::{ConfigError, EngineKind},
+    config::{
+        ConfigError,
+        options::{self, Opt, SECTIONS},
+    },
 };
 
-macro_rules! options {
-    ($( $(#[doc = $doc:literal])* $name:ident : $ty:ty = $env:literal ),* $(,)?) => {
-        /// herald: a push gateway. Backends publish over HTTP; browsers
-        /// subscribe by short polling, long polling, Server-Sent Events or
-        /// WebSocket.
-        #[derive(Debug, Default, Parser, Deserialize)]
-        #[command(name = "herald", version)]
-        #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-        pub struct Args {
-            /// TOML file with any of the options below (keys as the long
-            /// flag names, without dashes in front).
-            #[arg(long, env = "HERALD_CONFIG")]
-            #[serde(skip)]
-            pub config: Option<PathBuf>,
-            $(
-                $(#[doc = $doc])*
-                #[arg(long, env = $env)]
-                pub $name: Option<$ty>,
-            )*
-        }
-
-        impl Args {
-            /// Fills every option not given by flag or environment from
-            /// `file`.
-            fn or(self, file: Args) -> Args {
-                Args { config: self.config, $( $name: self.$name.or(file.$name), )* }
-            }
-        }
-    };
-}
-
-options! {
-    /// Public listener (subscribers) [default: 127.0.0.1:8080].
-    public_addr: SocketAddr = "HERALD_PUBLIC_ADDR",
-    /// Internal listener (publish, admin) [default: 127.0.0.1:8081].
-    internal_addr: SocketAddr = "HERALD_INTERNAL_ADDR",
-    /// Bearer token required on the internal listener [default: none].
-    publish_token: String = "HERALD_PUBLISH_TOKEN",
-    /// Storage engine: memory (one instance) or redis (several instances share one Redis) [default: memory].
-    engine: EngineKind = "HERALD_ENGINE",
-    /// Redis URL for engine = redis [default: redis://127.0.0.1:6379].
-    redis_url: String = "HERALD_REDIS_URL",
-    /// Messages kept per channel [default: 100].
-    history_messages: usize = "HERALD_HISTORY_MESSAGES",
-    /// Bytes kept per channel [default: 1048576].
-    history_bytes: usize = "HERALD_HISTORY_BYTES",
-    /// Seconds a message is kept [default: 600].
-    history_age: u64 = "HERALD_HISTORY_AGE",
-    /// Channels per subscription [default: 32].
-    max_channels: usize = "HERALD_MAX_CHANNELS",
-    /// Messages per response or stream batch [default: 1000].
-    max_messages: usize = "HERALD_MAX_MESSAGES",
-    /// Seconds a long poll is held when the client gives no `timeout` [default: 25].
-    longpoll_timeout: u64 = "HERALD_LONGPOLL_TIMEOUT",
-    /// Longest long-poll hold in seconds a client may ask for; keep it below your proxy's read timeout [default: 55].
-    longpoll_max_timeout: u64 = "HERALD_LONGPOLL_MAX_TIMEOUT",
-    /// Largest publish body in bytes [default: 65536].
-    max_body: usize = "HERALD_MAX_BODY",
-    /// Messages per batch publish [default: 1000].
-    max_batch: usize = "HERALD_MAX_BATCH",
-    /// Open connections per listener [default: 50000].
-    max_connections: usize = "HERALD_MAX_CONNECTIONS",
-    /// Seconds a client has to send request headers [default: 10].
-    header_read_timeout: u64 = "HERALD_HEADER_READ_TIMEOUT",
-    /// Seconds a publish or admin request may take [default: 30].
-    request_timeout: u64 = "HERALD_REQUEST_TIMEOUT",
-    /// Seconds to drain open requests and streams on shutdown [default: 10].
-    drain_timeout: u64 = "HERALD_DRAIN_TIMEOUT",
-    /// Comma-separated origins allowed by CORS on the public listener, or `*` [default: *].
-    cors_origins: String = "HERALD_CORS_ORIGINS",
-    /// Milliseconds an SSE client waits before reconnecting (sent as `retry:`) [default: 3000].
-    sse_retry: u64 = "HERALD_SSE_RETRY",
-    /// Seconds of silence after which an SSE stream gets a heartbeat comment [default: 15].
-    sse_heartbeat: u64 = "HERALD_SSE_HEARTBEAT",
-    /// Seconds after which an SSE stream ends so that the client reconnects; 0 = never [default: 0].
-    sse_max_lifetime: u64 = "HERALD_SSE_MAX_LIFETIME",
-    /// Seconds between the server's WebSocket pings [default: 20].
-    ws_ping_interval: u64 = "HERALD_WS_PING_INTERVAL",
-    /// Seconds a WebSocket peer has to answer a ping before it is closed [default: 20].
-    ws_ping_timeout: u64 = "HERALD_WS_PING_TIMEOUT",
-    /// Largest WebSocket client frame in bytes; larger closes with 1009 [default: 65536].
-    ws_max_frame: usize = "HERALD_WS_MAX_FRAME",
-    /// Bad WebSocket client frames before the connection is closed with 1008 [default: 10].
-    ws_max_bad_frames: u32 = "HERALD_WS_MAX_BAD_FRAMES",
-    /// Channels one WebSocket connection may subscribe to [default: 100].
-    ws_max_subscriptions: usize = "HERALD_WS_MAX_SUBSCRIPTIONS",
-    /// Comma-separated origins allowed to open a WebSocket; empty allows any [default: empty].
-    ws_origins: String = "HERALD_WS_ORIGINS",
-    /// A WebSocket reader that falls behind the history: `gap` or `close` (1013) [default: gap].
-    ws_slow_policy: herald_ws::SlowPolicy = "HERALD_WS_SLOW_POLICY",
+/// The configuration sources of the `herald` binary, as parsed from the
+/// command line and environment. Its values may hold secrets, so it has no
+/// `Debug`.
+pub struct Args {
+    matches: ArgMatches,
 }
 
 impl Args {
-    /// Parses flags and environment, then the TOML file they name.
-    /// Fails with a message naming the file or the option.
+    /// Parses flags and environment, then the TOML file they name. Prints
+    /// help or a usage error and exits on bad flags, like any clap program;
+    /// fails with a message naming the file or the option otherwise.
     pub fn load() -> Result<Config, ConfigError> {
-        Self::parse().resolve()
+        Args {
+            matches: command().get_matches(),
+        }
+        .resolve()
     }
 
-    /// Merges the file named by `--config` (if any) and builds the config.
+    /// Parses `argv` (program name first) and the environment. Fails on an
+    /// unknown flag or a value that does not parse, naming the flag.
+    pub fn try_parse_from<I, T>(argv: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let matches = command().try_get_matches_from(argv)?;
+        Ok(Args { matches })
+    }
+
+    /// Merges the file named by `--config` (if any), then validates. Fails
+    /// naming the file, or the option that is unknown or out of range.
     pub fn resolve(self) -> Result<Config, ConfigError> {
-        let args = match &self.config {
+        let config = match self.matches.get_one::<PathBuf>("config") {
             Some(path) => {
+                let in_file = |e: String| ConfigError(format!("{}: {e}", path.display()));
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
-                let file: Args = toml::from_str(&text)
-                    .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-                self.or(file)
+                let table = parse_file(&text).map_err(in_file)?;
+                self.merge(Some(&table)).map_err(in_file)?
             }
-            None => self,
+            None => self.merge(None).map_err(ConfigError)?,
         };
-        let config = args.into_config();
         config.validate()?;
         Ok(config)
     }
 
-    fn into_config(self) -> Config {
-        let mut c = Config::default();
-        let secs = Duration::from_secs;
-        if let Some(v) = self.public_addr {
-            c.public_addr = v;
+    /// Starts from [`Config::default`] and applies, per option, the flag or
+    /// environment value (already checked by clap), else the file's. Fails
+    /// naming the option whose file value does not parse.
+    fn merge(&self, file: Option<&toml::Table>) -> Result<Config, String> {
+        let mut config = Config::default();
+        for opt in options::all() {
+            let given = match self.matches.value_source(opt.name) {
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable) => {
+                    self.matches.get_one::<String>(opt.name).cloned()
+                }
+                _ => None,
+            };
+            let text = match (given, file.and_then(|f| f.get(opt.name))) {
+                (Some(text), _) => text,
+                (None, Some(value)) => {
+                    toml_text(value).map_err(|e| format!("{}: {e}", opt.name))?
+                }
+                (None, None) => continue,
+            };
+            opt.unit
+                .apply(&mut config, &text)
+                .map_err(|e| format!("{}: {e}", opt.name))?;
         }
-        if let Some(v) = self.internal_addr {
-            c.internal_addr = v;
-        }
-        if let Some(v) = self.publish_token {
-            c.publish_token = Some(v);
-        }
-        if let Some(v) = self.engine {
-            c.engine = v;
-        }
-        if let Some(v) = self.redis_url {
-            c.redis_url = v;
-        }
-        if let Some(v) = self.history_messages {
-            c.history.max_messages = v;
-        }
-        if let Some(v) = self.history_bytes {
-            c.history.max_bytes = v;
-        }
-        if let Some(v) = self.history_age {
-            c.history.max_age = secs(v);
-        }
-        if let Some(v) = self.max_channels {
-            c.limits.max_channels = v;
-        }
-        if let Some(v) = self.max_messages {
-            c.limits.max_messages = v;
-        }
-        if let Some(v) = self.longpoll_timeout {
-            c.longpoll.timeout = secs(v);
-        }
-        if let Some(v) = self.longpoll_max_timeout {
-            c.longpoll.max_timeout = secs(v);
-        }
-        if let Some(v) = self.max_body {
-            c.max_body = v;
-        }
-        if let Some(v) = self.max_batch {
-            c.max_batch = v;
-        }
-        if let Some(v) = self.max_connections {
-            c.max_connections = v;
-        }
-        if let Some(v) = self.header_read_timeout {
-            c.header_read_timeout = secs(v);
-        }
-        if let Some(v) = self.request_timeout {
-            c.request_timeout = secs(v);
-        }
-        if let Some(v) = self.drain_timeout {
-            c.drain_timeout = secs(v);
-        }
-        if let Some(v) = self.cors_origins {
-            c.cors_origins = comma_list(&v);
-        }
-        if let Some(v) = self.ws_ping_interval {
-            c.ws.ping_interval = secs(v);
-        }
-        if let Some(v) = self.ws_ping_timeout {
-            c.ws.ping_timeout = secs(v);
-        }
-        if let Some(v) = self.ws_max_frame {
-            c.ws.max_frame = v;
-        }
-        if let Some(v) = self.ws_max_bad_frames {
-            c.ws.max_bad_frames = v;
-        }
-        if let Some(v) = self.ws_max_subscriptions {
-            c.ws.max_subscriptions = v;
-        }
-        if let Some(v) = self.ws_origins {
-            c.ws.origins = comma_list(&v);
-        }
-        if let Some(v) = self.ws_slow_policy {
-            c.ws.slow_policy = v;
-        }
-        if let Some(v) = self.sse_retry {
-            c.sse.retry = Duration::from_millis(v);
-        }
-        if let Some(v) = self.sse_heartbeat {
-            c.sse.heartbeat = secs(v);
-        }
-        if let Some(v) = self.sse_max_lifetime {
-            c.sse.max_lifetime = (v > 0).then(|| secs(v));
-        }
-        c
+        Ok(config)
     }
 }
 
-/// `a, b,,c` → `["a", "b", "c"]`.
-fn comma_list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
+/// The clap command: `--config` and one argument per declared option, under
+/// its section's heading.
+pub(crate) fn command() -> Command {
+    let defaults = Config::default();
+    let config = Arg::new("config")
+        .long("config")
+        .env("HERALD_CONFIG")
+        .value_name("FILE")
+        .value_parser(clap::value_parser!(PathBuf))
+        .help("TOML file with any of the options below (keys as the long flag names, without dashes in front)");
+    let mut cmd = Command::new("herald")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(
+            "herald: a push gateway. Backends publish over HTTP; browsers subscribe by short \
+             polling, long polling, Server-Sent Events or WebSocket.",
+        )
+        .arg(config);
+    for section in SECTIONS {
+        for opt in section.options {
+            cmd = cmd.arg(arg(opt, &defaults).help_heading(section.title));
+        }
+    }
+    cmd
+}
+
+fn arg(opt: &'static Opt, defaults: &Config) -> Arg {
+    Arg::new(opt.name)
+        .long(opt.name)
+        .env(opt.env())
+        .hide_env_values(opt.secret)
+        .value_name(opt.hint.unwrap_or(opt.unit.hint()))
+        .value_parser(move |text: &str| opt.unit.check(text).map(|()| text.to_string()))
+        .help(format!(
+            "{} [default: {}]",
+            opt.help,
+            opt.default_text(defaults)
+        ))
+}
+
+/// Reads a TOML file's keys; fails on a syntax error (naming the line) or
+/// an unknown key.
+fn parse_file(text: &str) -> Result<toml::Table, String> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
+        // The message without the quoted line, which may hold a secret.
+        let start = e.span().map_or(0, |s| s.start.min(text.len()));
+        let line = 1 + text.as_bytes()[..start]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        format!("line {line}: {}", e.message())
+    })?;
+    match table.keys().find(|k| options::find(k).is_none()) {
+        Some(key) => Err(format!("unknown option `{key}`")),
+        None => Ok(table),
+    }
+}
+
+/// A file value as the text a flag would carry: strings as they are,
+/// numbers and booleans written out (so that `max-body = 1.5` fails like
+/// `--max-body 1.5`). Lists are one comma-separated string, as in a flag.
+fn toml_text(value: &toml::Value) -> Result<String, String> {
+    match value {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Array(_) | toml::Value::Table(_) => {
+            Err("expected a string or a number (lists are one comma-separated string)".into())
+        }
+        other => Ok(other.to_string()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn resolve(args: &[&str]) -> Result<Config, ConfigError> {
         let argv = std::iter::once("herald").chain(args.iter().copied());
         Args::try_parse_from(argv).unwrap().resolve()
+    }
+
+    /// The config from a file's text alone, before validation.
+    fn from_file(text: &str) -> Result<Config, ConfigError> {
+        let table = parse_file(text).map_err(ConfigError)?;
+        let args = Args::try_parse_from(["herald"]).unwrap();
+        args.merge(Some(&table)).map_err(ConfigError)
     }
 
     #[test]
@@ -273,10 +210,8 @@ mod tests {
         assert_eq!(c.ws.slow_policy, herald_ws::SlowPolicy::Close);
         let e = resolve(&["--ws-max-frame", "10"]).unwrap_err();
         assert!(e.0.contains("ws-max-frame"), "{e}");
-        let file: Args =
-            toml::from_str("ws-slow-policy = \"close\"\nws-origins = \"https://a.example\"\n")
-                .unwrap();
-        let c = Args::default().or(file).into_config();
+        let c =
+            from_file("ws-slow-policy = \"close\"\nws-origins = \"https://a.example\"\n").unwrap();
         assert_eq!(c.ws.slow_policy, herald_ws::SlowPolicy::Close);
     }
 
@@ -300,5 +235,98 @@ mod tests {
         assert_eq!(c.sse.max_lifetime, None, "0 means no limit");
         let e = resolve(&["--sse-heartbeat", "0"]).unwrap_err();
         assert!(e.0.contains("sse-heartbeat"), "{e}");
+    }
+
+    #[test]
+    fn redis_options() {
+        let c = resolve(&[]).unwrap();
+        assert_eq!(c.redis, herald_redis::Config::default());
+        let c = resolve(&[
+            "--redis-url",
+            "redis://10.0.0.5:6380/2",
+            "--redis-prefix",
+            "staging:",
+            "--redis-timeout",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(c.redis.url, "redis://10.0.0.5:6380/2");
+        assert_eq!(c.redis.prefix, "staging:");
+        assert_eq!(c.redis.timeout, Duration::from_secs(5));
+        let e = resolve(&["--redis-timeout", "0"]).unwrap_err();
+        assert!(e.0.contains("redis-timeout"), "{e}");
+        let c = from_file("redis-prefix = \"blue:\"\n").unwrap();
+        assert_eq!(c.redis.prefix, "blue:");
+    }
+
+    #[test]
+    fn file_values_are_read_like_flags() {
+        let c = from_file("max-body = 2048\nhistory-age = \"60\"\ncors-origins = \"https://a.example, https://b.example\"\n").unwrap();
+        assert_eq!(c.max_body, 2048);
+        assert_eq!(c.history.max_age, Duration::from_secs(60));
+        assert_eq!(c.cors_origins, ["https://a.example", "https://b.example"]);
+        let e = from_file("max-body = \"lots\"\n").unwrap_err();
+        assert!(e.0.contains("max-body"), "{e}");
+        let e = from_file("max-body = 1.5\n").unwrap_err();
+        assert!(e.0.contains("max-body"), "{e}");
+        let e = from_file("ws-origins = [\"https://a.example\"]\n").unwrap_err();
+        assert!(e.0.contains("ws-origins"), "{e}");
+        let e = from_file("no-such-option = 1\n").unwrap_err();
+        assert!(e.0.contains("no-such-option"), "{e}");
+        let e = from_file("config = \"other.toml\"\n").unwrap_err();
+        assert!(e.0.contains("config"), "{e}");
+        let e = from_file("history-age = 1\npublish-token = \"s3cret\n").unwrap_err();
+        assert!(e.0.contains("line 2"), "{e}");
+        assert!(
+            !e.0.contains("s3cret"),
+            "a syntax error does not quote the secret: {e}"
+        );
+    }
+
+    #[test]
+    fn a_flag_value_that_does_not_parse_names_the_flag() {
+        let e = Args::try_parse_from(["herald", "--max-body", "lots"])
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("--max-body"), "{e}");
+        let e = Args::try_parse_from(["herald", "--engine", "mongo"])
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("--engine"), "{e}");
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let text = include_str!("../../../deploy/herald.toml");
+        let c = from_file(text).unwrap();
+        c.validate().unwrap();
+        assert_ne!(c, Config::default(), "the example sets something");
+    }
+
+    #[test]
+    fn help_shows_each_option_with_its_env_and_real_default() {
+        let help = command().render_long_help().to_string();
+        let defaults = Config::default();
+        for opt in options::all() {
+            assert!(help.contains(&format!("--{} <", opt.name)), "{}", opt.name);
+            assert!(help.contains(&opt.env()), "{}", opt.name);
+            let shown = format!("[default: {}]", opt.default_text(&defaults));
+            assert!(help.contains(&shown), "{}: {shown}", opt.name);
+        }
+    }
+
+    #[test]
+    fn secrets_hide_their_environment_value_in_help() {
+        let cmd = command();
+        for opt in options::all() {
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_id() == opt.name)
+                .unwrap();
+            assert_eq!(arg.is_hide_env_values_set(), opt.secret, "{}", opt.name);
+        }
+        for secret in ["publish-token", "redis-url"] {
+            assert!(options::find(secret).unwrap().secret, "{secret}");
+        }
     }
 }

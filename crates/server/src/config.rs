@@ -1,16 +1,26 @@
 //! The server's configuration: one plain struct, a documented default per
 //! field, validated once at start-up.
 //!
-//! Where values come from (flags, `HERALD_*` environment, a TOML file) is
-//! the CLI module's business; this module only says what the values are and
-//! which combinations make sense.
+//! Each option that sets a field is declared once in [`options`]; where
+//! values come from (flags, `HERALD_*` environment, a TOML file) is the CLI
+//! module's business. This module says what the values are, which
+//! combinations make sense, and keeps secrets out of `Debug`.
 
-use std::{net::SocketAddr, str::FromStr, time::Duration};
+pub(crate) mod options;
+pub(crate) mod unit;
+
+#[cfg(test)]
+mod docs;
+
+use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
 use herald_http::Limits;
 
 /// Everything the server needs to run.
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` never shows the publish token or the password in the Redis
+/// URL.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Config {
     /// Address of the public listener (subscribers). Default
     /// `127.0.0.1:8080`; port 0 picks a free port.
@@ -25,9 +35,10 @@ pub struct Config {
     /// Where ids, history and notifications live. Default
     /// [`EngineKind::Memory`].
     pub engine: EngineKind,
-    /// Redis URL, used with [`EngineKind::Redis`]. Default
-    /// `redis://127.0.0.1:6379`.
-    pub redis_url: String,
+    /// How to reach Redis, used with [`EngineKind::Redis`]: URL (default
+    /// `redis://127.0.0.1:6379`), key prefix (default `herald:`) and command
+    /// timeout (default 2 s).
+    pub redis: herald_redis::Config,
     /// History bounds per channel. Defaults: 100 messages, 1 MiB, 10 min.
     pub history: herald_bus::Config,
     /// Subscription limits. Defaults: 32 channels per subscription, 1000
@@ -69,7 +80,7 @@ impl Default for Config {
             internal_addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
             publish_token: None,
             engine: EngineKind::Memory,
-            redis_url: "redis://127.0.0.1:6379".into(),
+            redis: herald_redis::Config::default(),
             history: herald_bus::Config::default(),
             limits: Limits::default(),
             longpoll: herald_longpoll::Config::default(),
@@ -83,6 +94,58 @@ impl Default for Config {
             sse: herald_sse::Config::default(),
             ws: herald_ws::Config::default(),
         }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Config {
+            public_addr,
+            internal_addr,
+            publish_token,
+            engine,
+            redis,
+            history,
+            limits,
+            longpoll,
+            max_body,
+            max_batch,
+            max_connections,
+            header_read_timeout,
+            request_timeout,
+            drain_timeout,
+            cors_origins,
+            sse,
+            ws,
+        } = self;
+        f.debug_struct("Config")
+            .field("public_addr", public_addr)
+            .field("internal_addr", internal_addr)
+            .field("publish_token", &publish_token.as_ref().map(|_| Redacted))
+            .field("engine", engine)
+            .field("redis", redis)
+            .field("history", history)
+            .field("limits", limits)
+            .field("longpoll", longpoll)
+            .field("max_body", max_body)
+            .field("max_batch", max_batch)
+            .field("max_connections", max_connections)
+            .field("header_read_timeout", header_read_timeout)
+            .field("request_timeout", request_timeout)
+            .field("drain_timeout", drain_timeout)
+            .field("cors_origins", cors_origins)
+            .field("sse", sse)
+            .field("ws", ws)
+            .finish()
+    }
+}
+
+/// Stands in for a secret in `Debug` output.
+struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 
@@ -105,6 +168,15 @@ impl FromStr for EngineKind {
             "redis" => Ok(EngineKind::Redis),
             _ => Err(format!("{s:?} is not an engine; use memory or redis")),
         }
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EngineKind::Memory => "memory",
+            EngineKind::Redis => "redis",
+        })
     }
 }
 
@@ -172,8 +244,11 @@ impl Config {
         {
             return fail("sse-max-lifetime must be 0 (no limit) or at least 1 second");
         }
-        if self.engine == EngineKind::Redis && self.redis_url.is_empty() {
+        if self.engine == EngineKind::Redis && self.redis.url.is_empty() {
             return fail("redis-url must not be empty with engine = redis");
+        }
+        if self.redis.timeout.is_zero() {
+            return fail("redis-timeout must be more than 0");
         }
         if self.publish_token.as_deref() == Some("") {
             return fail("publish-token must not be empty when set");
@@ -250,7 +325,7 @@ mod tests {
             ..Config::default()
         };
         c.validate().unwrap();
-        c.redis_url.clear();
+        c.redis.url.clear();
         assert!(c.validate().unwrap_err().0.contains("redis-url"));
     }
 

@@ -6,8 +6,8 @@
 
 use bytes::Bytes;
 use herald_bus::{Bus, ChannelName, Draft, EventName, Health, Payload};
-use herald_http::{Body, Error, Query, header_str, json, write_json_str};
-use http::{Method, Request, Response, StatusCode, header};
+use herald_http::{Body, Code, Error, Listener, Query, Route, header_str, json, write_json_str};
+use http::{Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -46,18 +46,14 @@ impl Internal {
     {
         self.authorize(&req)?;
         let path = req.uri().path().to_owned();
-        let mut segments = path.trim_start_matches('/').splitn(2, '/');
-        let method = req.method().clone();
-        match (segments.next(), segments.next(), method) {
-            (Some("publish"), Some(channel), Method::POST) => self.publish_one(channel, req).await,
-            (Some("publish"), None, Method::POST) => self.publish_batch(req).await,
-            (Some("channels"), Some(channel), Method::GET) => self.info(channel).await,
-            (Some("channels"), Some(channel), Method::DELETE) => self.delete(channel).await,
-            (Some("healthz"), None, Method::GET | Method::HEAD) => Ok(self.health()),
-            (Some("publish"), _, _) => Err(Error::method_not_allowed().allow("POST")),
-            (Some("channels"), Some(_), _) => Err(Error::method_not_allowed().allow("GET, DELETE")),
-            (Some("healthz"), None, _) => Err(Error::method_not_allowed()),
-            _ => Err(Error::not_found()),
+        match Route::parse(Listener::Internal, req.method(), &path)? {
+            Route::Publish(channel) => self.publish_one(channel, req).await,
+            Route::PublishBatch => self.publish_batch(req).await,
+            Route::ChannelInfo(channel) => self.info(channel).await,
+            Route::DeleteChannel(channel) => self.delete(channel).await,
+            Route::Health => Ok(self.health()),
+            // The public listener's routes never parse here.
+            _ => Err(Error::from(Code::NotFound)),
         }
     }
 
@@ -72,7 +68,7 @@ impl Internal {
         if same_secret(given.as_bytes(), token.as_bytes()) {
             Ok(())
         } else {
-            Err(Error::unauthorized())
+            Err(Error::from(Code::Unauthorized))
         }
     }
 
@@ -100,11 +96,7 @@ impl Internal {
             }])
             .await?;
         let Some(first) = published.first() else {
-            return Err(Error::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the engine stored nothing",
-            ));
+            return Err(Error::new(Code::Internal, "the engine stored nothing"));
         };
         let mut out = String::new();
         published_json(&mut out, first);
@@ -132,32 +124,23 @@ impl Internal {
             data: &'a RawValue,
         }
         let body = read_body(req.into_body()).await?;
-        let text = std::str::from_utf8(&body).map_err(|_| {
-            Error::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "invalid_utf8",
-                "body is not UTF-8",
-            )
-        })?;
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| Error::new(Code::InvalidUtf8, "body is not UTF-8"))?;
         let batch: BatchIn<'_> = serde_json::from_str(text).map_err(|e| {
             // Tell "not JSON at all" from "JSON of the wrong shape"; the
             // second parse runs only on this error path.
             if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
-                Error::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "invalid_json",
-                    format!("body is not valid JSON: {e}"),
-                )
+                Error::new(Code::InvalidJson, format!("body is not valid JSON: {e}"))
             } else {
-                Error::bad_request(
-                    "invalid_batch",
+                Error::new(
+                    Code::InvalidBatch,
                     format!("expected {{\"messages\":[{{\"channel\",\"event\",\"data\"}}]}}: {e}"),
                 )
             }
         })?;
         if batch.messages.is_empty() || batch.messages.len() > self.max_batch {
-            return Err(Error::bad_request(
-                "invalid_batch",
+            return Err(Error::new(
+                Code::InvalidBatch,
                 format!(
                     "a batch holds 1 to {} messages, got {}",
                     self.max_batch,
@@ -167,14 +150,8 @@ impl Internal {
         }
         let mut drafts = Vec::with_capacity(batch.messages.len());
         for (i, item) in batch.messages.iter().enumerate() {
-            let at = |e: herald_bus::Error| {
-                let e = Error::from(e);
-                Error::new(
-                    e.status(),
-                    e.code(),
-                    format!("messages[{i}]: {}", describe(e.code())),
-                )
-            };
+            let at =
+                |e: herald_bus::Error| Error::new(Code::from(&e), format!("messages[{i}]: {e}"));
             let channel = ChannelName::new(item.channel).map_err(at)?;
             let event = item.event.map(EventName::new).transpose().map_err(at)?;
             let raw = item.data.get();
@@ -245,15 +222,6 @@ impl Internal {
     }
 }
 
-fn describe(code: &str) -> &'static str {
-    match code {
-        "invalid_channel" => "invalid channel name (1 to 128 bytes of A-Z a-z 0-9 _ - . : @ ~)",
-        "invalid_event" => "invalid event name (1 to 64 bytes, no control characters)",
-        "invalid_json" => "data is not valid JSON",
-        _ => "invalid message",
-    }
-}
-
 /// Compares a given token with the secret in time that depends only on the
 /// secret's length, so that neither the secret's bytes nor its length leak.
 fn same_secret(given: &[u8], secret: &[u8]) -> bool {
@@ -294,13 +262,12 @@ where
             let e: Box<dyn std::error::Error + Send + Sync> = e.into();
             if e.is::<http_body_util::LengthLimitError>() {
                 Err(Error::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
+                    Code::BodyTooLarge,
                     "request body exceeds max-body",
                 ))
             } else {
-                Err(Error::bad_request(
-                    "body_unreadable",
+                Err(Error::new(
+                    Code::BodyUnreadable,
                     "request body could not be read",
                 ))
             }

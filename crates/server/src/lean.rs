@@ -17,13 +17,13 @@
 //! else (HTTP/2, HTTP/1.0, other routes and methods, a head that is
 //! malformed or larger than the head limit) goes to hyper together with the
 //! bytes read so far, so that hyper answers it exactly as it would have;
-//! this path never makes an error response of its own.
+//! this path never makes an error response of its own. Which routes are
+//! held is herald-http's `Route::is_held`, asked through [`Routes::held`];
+//! the connection that replays the bytes read here to hyper is rewind.rs.
 
 use std::{
     convert::Infallible,
     io::{self, Write as _},
-    pin::Pin,
-    task::{Context, Poll},
     time::{Duration, SystemTime},
 };
 
@@ -33,10 +33,7 @@ use herald_http::Body;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Empty};
-use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::TcpStream,
-};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tower::{ServiceExt, util::BoxCloneSyncService};
 
@@ -53,8 +50,9 @@ const READ: usize = 2048;
 /// What the lean path serves: the held routes, through this service.
 pub(crate) struct Routes {
     pub service: LeanService,
-    /// Whether a path is one of the held routes.
-    pub held: fn(&str) -> bool,
+    /// Whether a `GET` or `HEAD` of a path (without its query) is one of
+    /// the held routes.
+    pub held: fn(&Method, &str) -> bool,
 }
 
 /// The lean path of one listener: its routes and the connection limits it
@@ -162,7 +160,12 @@ fn parse(buf: &[u8], lean: &Lean) -> Head {
         Some("HEAD") => Method::HEAD,
         _ => return Head::Other,
     };
-    let Some(path) = head.path.filter(|p| (lean.routes.held)(p)) else {
+    // Origin form only (`/sse/a?since=..`): anything else is hyper's.
+    let Some(path) = head
+        .path
+        .filter(|p| p.starts_with('/'))
+        .filter(|p| (lean.routes.held)(&method, p.split('?').next().unwrap_or_default()))
+    else {
         return Head::Other;
     };
     if head.version != Some(1) {
@@ -357,67 +360,4 @@ async fn write(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// A connection whose first bytes were already read: they are read again
-/// first, then the stream itself.
-pub(crate) struct Rewind {
-    prefix: Bytes,
-    inner: TcpStream,
-}
-
-impl Rewind {
-    pub(crate) fn new(inner: TcpStream, prefix: Bytes) -> Self {
-        Rewind { prefix, inner }
-    }
-}
-
-impl AsyncRead for Rewind {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.prefix.is_empty() {
-            return Pin::new(&mut self.inner).poll_read(cx, buf);
-        }
-        let n = self.prefix.len().min(buf.remaining());
-        buf.put_slice(&self.prefix[..n]);
-        self.prefix.advance(n);
-        if self.prefix.is_empty() {
-            // Free the buffer the prefix was read into.
-            self.prefix = Bytes::new();
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for Rewind {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }

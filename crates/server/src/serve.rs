@@ -22,7 +22,10 @@ use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower::util::BoxCloneSyncService;
 
-use crate::lean::{self, Lean, Outcome, Rewind};
+use crate::{
+    lean::{self, Lean, Outcome},
+    rewind::Rewind,
+};
 
 /// The largest request head, on both paths.
 const MAX_HEAD: usize = 16 * 1024;

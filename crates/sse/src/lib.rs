@@ -20,7 +20,7 @@ mod stream;
 
 use bytes::Bytes;
 use herald_bus::{Cursor, Start};
-use herald_http::{Body, Context, Error, Query, channels, empty};
+use herald_http::{Body, Code, Context, Error, Query, channels, empty};
 use http::{HeaderName, HeaderValue, Method, Request, Response, header};
 use tokio::time::Instant;
 
@@ -86,8 +86,8 @@ impl Sse {
 
     fn start<B>(&self, req: &Request<B>) -> Result<Start, Error> {
         let invalid = || {
-            Error::bad_request(
-                "invalid_cursor",
+            Error::new(
+                Code::InvalidCursor,
                 "Last-Event-ID is not a cursor this server issued",
             )
         };

@@ -16,7 +16,7 @@ use std::{future::poll_fn, pin::Pin, sync::Arc, task::Poll, time::Duration};
 use bytes::Bytes;
 use futures::{Sink, Stream};
 use herald_bus::{Batch, ChannelName, Subscription};
-use herald_http::Context;
+use herald_http::{Code, Context, Error};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     time::{Instant, MissedTickBehavior, interval_at, sleep_until, timeout},
@@ -38,7 +38,7 @@ use tokio_tungstenite::{
 
 use crate::{
     Config, SlowPolicy,
-    frame::{self, GapReason, Op, Refusal},
+    frame::{self, GapReason, Op},
 };
 
 /// Replies (to subscribe, ping, bad frames) that may wait for a socket that
@@ -199,13 +199,7 @@ where
     async fn on_message(&mut self, m: WsMessage) -> Result<(), End> {
         match m {
             WsMessage::Text(text) => self.on_text(text.as_str()).await,
-            WsMessage::Binary(_) => self.refuse(
-                None,
-                Refusal::new(
-                    "binary_not_supported",
-                    "frames must be text frames with a JSON object",
-                ),
-            ),
+            WsMessage::Binary(_) => self.refuse(None, Error::from(Code::BinaryNotSupported)),
             WsMessage::Ping(_) => {
                 // tungstenite queued the pong; make sure it leaves.
                 self.flushing = true;
@@ -232,15 +226,16 @@ where
                 if self.sub.len() + new.len() > max {
                     return self.refuse(
                         reference,
-                        Refusal::new(
-                            "too_many_subscriptions",
+                        Error::new(
+                            Code::TooManySubscriptions,
                             format!("at most {max} channels per connection"),
                         ),
                     );
                 }
                 match self.sub.add(&new, &start).await {
-                    // The engine is unavailable: not the client's fault.
-                    Err(e) => self.reply(frame::error(reference, &Refusal::from(e))),
+                    // The engine is unavailable: not the client's fault,
+                    // so not a bad frame; its details stay in the log.
+                    Err(e) => self.reply(frame::error(reference, &Error::from(e))),
                     Ok(()) => {
                         self.fresh.extend(new);
                         let cursor = self.sub.cursor();
@@ -258,7 +253,7 @@ where
 
     /// Answers a bad frame with an `error` frame; the one that reaches the
     /// configured count closes the connection with 1008.
-    fn refuse(&mut self, reference: Option<&str>, refusal: Refusal) -> Result<(), End> {
+    fn refuse(&mut self, reference: Option<&str>, refusal: Error) -> Result<(), End> {
         self.bad_frames += 1;
         self.reply(frame::error(reference, &refusal))?;
         if self.bad_frames >= self.config.max_bad_frames {
@@ -604,6 +599,84 @@ mod tests {
             (Some("gap"), Some("history"))
         );
         assert_eq!(next_json(&mut h.client).await["data"], "m5");
+    }
+
+    /// An engine whose store is always unreachable, with details a client
+    /// must never see.
+    struct Down;
+
+    const SECRET: &str = "redis: 10.1.2.3:6379 refused the login of user herald";
+
+    impl herald_bus::Engine for Down {
+        fn epoch(&self) -> u64 {
+            1
+        }
+        fn publish(
+            &self,
+            _: Vec<Draft>,
+        ) -> futures::future::BoxFuture<'_, Result<Vec<Arc<herald_bus::Message>>, herald_bus::Error>>
+        {
+            Box::pin(async { Err(herald_bus::Error::Unavailable(SECRET.into())) })
+        }
+        fn read<'a>(
+            &'a self,
+            _: &'a ChannelName,
+            _: u64,
+            _: usize,
+        ) -> futures::future::BoxFuture<'a, Result<herald_bus::Page, herald_bus::Error>> {
+            Box::pin(async { Err(herald_bus::Error::Unavailable(SECRET.into())) })
+        }
+        fn watch(&self, _: &ChannelName) -> herald_bus::Watch {
+            let (tx, rx) = tokio::sync::watch::channel(herald_bus::Signal::default());
+            herald_bus::Watch::new(rx, Some(Box::new(tx)))
+        }
+        fn info<'a>(
+            &'a self,
+            _: &'a ChannelName,
+        ) -> futures::future::BoxFuture<'a, Result<herald_bus::ChannelInfo, herald_bus::Error>>
+        {
+            Box::pin(async { Err(herald_bus::Error::Unavailable(SECRET.into())) })
+        }
+        fn delete<'a>(
+            &'a self,
+            _: &'a ChannelName,
+        ) -> futures::future::BoxFuture<'a, Result<bool, herald_bus::Error>> {
+            Box::pin(async { Err(herald_bus::Error::Unavailable(SECRET.into())) })
+        }
+        fn health(&self) -> herald_bus::Health {
+            herald_bus::Health::Down(SECRET.into())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_engine_failure_is_told_without_its_details() {
+        let ctx = Context {
+            bus: Bus::new(Down),
+            limits: Limits::default(),
+            shutdown: CancellationToken::new(),
+        };
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let server = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
+        let mut client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
+        let sub = ctx.bus.empty_subscription();
+        let config = Arc::new(Config::default());
+        tokio::spawn(serve(server, sub, None, ctx, config));
+        let f = r#"{"type":"subscribe","channels":["a"],"ref":"s"}"#;
+        client.send(WsMessage::text(f)).await.unwrap();
+        let v = next_json(&mut client).await;
+        assert_eq!(
+            (v["type"].as_str(), v["ref"].as_str(), v["code"].as_str()),
+            (Some("error"), Some("s"), Some("engine_unavailable"))
+        );
+        assert_eq!(v["message"], Code::EngineUnavailable.message());
+        assert!(v["request_id"].is_string());
+        assert!(!v.to_string().contains("10.1.2.3"), "{v}");
+        // Not a bad frame: the connection still serves.
+        client
+            .send(WsMessage::text(r#"{"type":"ping"}"#))
+            .await
+            .unwrap();
+        assert_eq!(next_json(&mut client).await["type"], "pong");
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 use herald_bus::{ChannelName, Cursor, Encoding, Message, Start};
-use herald_http::{message_fields, write_json_str};
+use herald_http::{Code, Error, message_fields, write_json_str};
 use serde_json::{Map, Value};
 
 /// A client frame's operation.
@@ -28,49 +28,24 @@ pub(crate) enum Op {
     Ping,
 }
 
-/// Why a client frame was refused: an `error` frame's code and message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Refusal {
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl Refusal {
-    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Refusal {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<herald_bus::Error> for Refusal {
-    fn from(e: herald_bus::Error) -> Self {
-        // The HTTP glue owns the mapping from bus errors to codes; a frame
-        // uses the same codes as an HTTP answer would.
-        let code = herald_http::Error::from(e.clone()).code();
-        Refusal::new(code, e.to_string())
-    }
-}
-
 /// A parsed client frame: the `ref` to echo (when one could be read) and
 /// the operation or why it was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ClientFrame {
     pub reference: Option<String>,
-    pub op: Result<Op, Refusal>,
+    pub op: Result<Op, Error>,
 }
 
 /// Parses a client text frame. `max_last` caps `last` (the transports'
-/// `max-messages`). Never fails: a bad frame is a [`Refusal`] to answer.
+/// `max-messages`). Never fails: a bad frame is an [`Error`] to answer.
 pub(crate) fn parse(text: &str, max_last: usize) -> ClientFrame {
     let object = match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(o)) => o,
         Ok(_) => {
             return ClientFrame {
                 reference: None,
-                op: Err(Refusal::new(
-                    "invalid_json",
+                op: Err(Error::new(
+                    Code::InvalidJson,
                     "a frame must be a JSON object",
                 )),
             };
@@ -78,7 +53,7 @@ pub(crate) fn parse(text: &str, max_last: usize) -> ClientFrame {
         Err(e) => {
             return ClientFrame {
                 reference: None,
-                op: Err(Refusal::new("invalid_json", e.to_string())),
+                op: Err(Error::new(Code::InvalidJson, e.to_string())),
             };
         }
     };
@@ -88,18 +63,18 @@ pub(crate) fn parse(text: &str, max_last: usize) -> ClientFrame {
         Some(_) => (None, true),
     };
     let op = if bad_ref {
-        Err(Refusal::new("invalid_frame", "ref must be a string"))
+        Err(Error::new(Code::InvalidFrame, "ref must be a string"))
     } else {
         operation(&object, max_last)
     };
     ClientFrame { reference, op }
 }
 
-fn operation(o: &Map<String, Value>, max_last: usize) -> Result<Op, Refusal> {
+fn operation(o: &Map<String, Value>, max_last: usize) -> Result<Op, Error> {
     let kind = match o.get("type") {
         Some(Value::String(s)) => s.as_str(),
-        Some(_) => return Err(Refusal::new("invalid_frame", "type must be a string")),
-        None => return Err(Refusal::new("invalid_frame", "a frame needs a type")),
+        Some(_) => return Err(Error::new(Code::InvalidFrame, "type must be a string")),
+        None => return Err(Error::new(Code::InvalidFrame, "a frame needs a type")),
     };
     match kind {
         "subscribe" => Ok(Op::Subscribe {
@@ -110,29 +85,29 @@ fn operation(o: &Map<String, Value>, max_last: usize) -> Result<Op, Refusal> {
             channels: channel_list(o)?,
         }),
         "ping" => Ok(Op::Ping),
-        other => Err(Refusal::new(
-            "unknown_type",
+        other => Err(Error::new(
+            Code::UnknownType,
             format!("unknown frame type {other:?}; expected subscribe, unsubscribe or ping"),
         )),
     }
 }
 
 /// `channels`: a non-empty list of channel names, duplicates dropped.
-fn channel_list(o: &Map<String, Value>) -> Result<Vec<ChannelName>, Refusal> {
+fn channel_list(o: &Map<String, Value>) -> Result<Vec<ChannelName>, Error> {
     let Some(Value::Array(items)) = o.get("channels") else {
-        return Err(Refusal::new(
-            "invalid_frame",
+        return Err(Error::new(
+            Code::InvalidFrame,
             "channels must be a list of channel names",
         ));
     };
     if items.is_empty() {
-        return Err(Refusal::new("invalid_frame", "channels must not be empty"));
+        return Err(Error::new(Code::InvalidFrame, "channels must not be empty"));
     }
     let mut out: Vec<ChannelName> = Vec::with_capacity(items.len());
     for item in items {
         let Value::String(name) = item else {
-            return Err(Refusal::new(
-                "invalid_frame",
+            return Err(Error::new(
+                Code::InvalidFrame,
                 "channels must be a list of channel names",
             ));
         };
@@ -146,12 +121,12 @@ fn channel_list(o: &Map<String, Value>) -> Result<Vec<ChannelName>, Refusal> {
 
 /// `since` (one cursor or a list, combined) or `last` (a count, capped);
 /// neither means "from now".
-fn start(o: &Map<String, Value>, max_last: usize) -> Result<Start, Refusal> {
+fn start(o: &Map<String, Value>, max_last: usize) -> Result<Start, Error> {
     let since = o.get("since").filter(|v| !v.is_null());
     let last = o.get("last").filter(|v| !v.is_null());
     match (since, last) {
-        (Some(_), Some(_)) => Err(Refusal::new(
-            "invalid_frame",
+        (Some(_), Some(_)) => Err(Error::new(
+            Code::InvalidFrame,
             "give either since or last, not both",
         )),
         (Some(Value::String(c)), None) => Ok(Start::From(Cursor::parse(c)?)),
@@ -159,8 +134,8 @@ fn start(o: &Map<String, Value>, max_last: usize) -> Result<Start, Refusal> {
             let mut cursors = Vec::with_capacity(list.len());
             for c in list {
                 let Value::String(c) = c else {
-                    return Err(Refusal::new(
-                        "invalid_frame",
+                    return Err(Error::new(
+                        Code::InvalidFrame,
                         "since must be a cursor or a list of cursors",
                     ));
                 };
@@ -168,16 +143,16 @@ fn start(o: &Map<String, Value>, max_last: usize) -> Result<Start, Refusal> {
             }
             Cursor::combine(cursors)
                 .map(Start::From)
-                .ok_or_else(|| Refusal::new("invalid_frame", "since must not be an empty list"))
+                .ok_or_else(|| Error::new(Code::InvalidFrame, "since must not be an empty list"))
         }
-        (Some(_), None) => Err(Refusal::new(
-            "invalid_frame",
+        (Some(_), None) => Err(Error::new(
+            Code::InvalidFrame,
             "since must be a cursor or a list of cursors",
         )),
         (None, Some(n)) => n
             .as_u64()
             .map(|n| Start::Last(usize::try_from(n).unwrap_or(usize::MAX).min(max_last)))
-            .ok_or_else(|| Refusal::new("invalid_frame", "last must be a non-negative integer")),
+            .ok_or_else(|| Error::new(Code::InvalidFrame, "last must be a non-negative integer")),
         (None, None) => Ok(Start::Now),
     }
 }
@@ -249,13 +224,14 @@ pub(crate) fn gap(channels: &[ChannelName], reason: GapReason) -> Bytes {
     Bytes::from(out)
 }
 
-/// `{"type":"error","ref":..,"code":"..","message":".."}`.
-pub(crate) fn error(reference: Option<&str>, refusal: &Refusal) -> Bytes {
+/// `{"type":"error","ref":..,"code":"..","message":".."}` (plus
+/// `"request_id"` for a server error), by the same rule as an HTTP error
+/// answer ([`Error::report`]): a server error's detail is logged, never
+/// sent.
+pub(crate) fn error(reference: Option<&str>, e: &Error) -> Bytes {
     let mut out = open("error", reference);
-    out.push_str(",\"code\":");
-    write_json_str(&mut out, refusal.code);
-    out.push_str(",\"message\":");
-    write_json_str(&mut out, &refusal.message);
+    out.push(',');
+    e.report().write_fields(&mut out);
     out.push('}');
     Bytes::from(out)
 }
@@ -301,7 +277,7 @@ mod tests {
     }
 
     fn code(text: &str) -> &'static str {
-        parse(text, 1000).op.unwrap_err().code
+        parse(text, 1000).op.unwrap_err().code().as_str()
     }
 
     #[test]
@@ -415,7 +391,7 @@ mod tests {
 
     #[tokio::test]
     async fn server_frames_are_json() {
-        let r = Refusal::new("invalid_json", "bad \"quote\"");
+        let r = Error::new(Code::InvalidJson, "bad \"quote\"");
         let cursor = Bus::memory(Config::default())
             .subscribe(&[ch("a")], &Start::Now)
             .await
@@ -490,7 +466,7 @@ mod tests {
         #[test]
         fn parse_never_panics_and_refusals_have_known_codes(text in ".{0,200}") {
             if let Err(r) = parse(&text, 100).op {
-                prop_assert!(["invalid_json", "invalid_frame", "unknown_type", "invalid_channel", "invalid_cursor"].contains(&r.code), "{}", r.code);
+                prop_assert!(["invalid_json", "invalid_frame", "unknown_type", "invalid_channel", "invalid_cursor"].contains(&r.code().as_str()), "{}", r.code());
             }
         }
 
@@ -514,7 +490,7 @@ mod tests {
                     prop_assert!(!channels.is_empty());
                 }
                 Ok(Op::Ping) => prop_assert_eq!(v["type"].as_str(), Some("ping")),
-                Err(r) => prop_assert!(["invalid_json", "invalid_frame", "unknown_type", "invalid_channel", "invalid_cursor"].contains(&r.code)),
+                Err(r) => prop_assert!(["invalid_json", "invalid_frame", "unknown_type", "invalid_channel", "invalid_cursor"].contains(&r.code().as_str())),
             }
         }
 

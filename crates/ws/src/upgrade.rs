@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
-use herald_http::{Body, Context, Error, Query, channels, empty, header_str};
+use herald_http::{Body, Code, Context, Error, Query, channels, empty, header_str};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -79,8 +79,8 @@ impl Ws {
                 let channels = channels(list, limits)?;
                 let max = self.config.max_subscriptions;
                 if channels.len() > max {
-                    return Err(Error::bad_request(
-                        "too_many_subscriptions",
+                    return Err(Error::new(
+                        Code::TooManySubscriptions,
                         format!("at most {max} channels per connection"),
                     ));
                 }
@@ -94,8 +94,7 @@ impl Ws {
         };
         if req.extensions().get::<OnUpgrade>().is_none() {
             return Err(Error::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
+                Code::Internal,
                 "the connection cannot be upgraded: serve it with hyper's upgrades enabled",
             ));
         }
@@ -146,14 +145,14 @@ pub(crate) fn accept_key(headers: &HeaderMap) -> Result<String, Error> {
         })
     };
     if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
-        return Err(Error::bad_request(
-            "websocket_upgrade_required",
+        return Err(Error::new(
+            Code::WebsocketUpgradeRequired,
             "this endpoint needs a WebSocket handshake (Connection: upgrade, Upgrade: websocket)",
         ));
     }
     if header_str(headers, &header::SEC_WEBSOCKET_VERSION).map(str::trim) != Some("13") {
-        return Err(Error::bad_request(
-            "unsupported_websocket_version",
+        return Err(Error::new(
+            Code::UnsupportedWebsocketVersion,
             "Sec-WebSocket-Version must be 13",
         ));
     }
@@ -161,8 +160,8 @@ pub(crate) fn accept_key(headers: &HeaderMap) -> Result<String, Error> {
         .map(str::trim)
         .filter(|k| STANDARD.decode(k).is_ok_and(|raw| raw.len() == 16))
         .ok_or_else(|| {
-            Error::bad_request(
-                "invalid_websocket_key",
+            Error::new(
+                Code::InvalidWebsocketKey,
                 "Sec-WebSocket-Key must be 16 random bytes in base64",
             )
         })?;
@@ -181,8 +180,7 @@ pub(crate) fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<()
         None => Ok(()),
         Some(origin) if allowed.iter().any(|o| o.eq_ignore_ascii_case(origin)) => Ok(()),
         Some(origin) => Err(Error::new(
-            StatusCode::FORBIDDEN,
-            "origin_not_allowed",
+            Code::OriginNotAllowed,
             format!("origin {origin:?} may not open a WebSocket here"),
         )),
     }
@@ -244,7 +242,11 @@ mod tests {
             ),
         ] {
             let e = accept_key(&headers(&h)).unwrap_err();
-            assert_eq!((e.status().as_u16(), e.code()), (400, code), "{h:?}");
+            assert_eq!(
+                (e.status().as_u16(), e.code().as_str()),
+                (400, code),
+                "{h:?}"
+            );
         }
     }
 
@@ -256,7 +258,10 @@ mod tests {
         assert!(check_origin(&from("https://APP.example.com"), &allowed).is_ok());
         assert!(check_origin(&HeaderMap::new(), &allowed).is_ok());
         let e = check_origin(&from("https://evil.example"), &allowed).unwrap_err();
-        assert_eq!((e.status().as_u16(), e.code()), (403, "origin_not_allowed"));
+        assert_eq!(
+            (e.status().as_u16(), e.code().as_str()),
+            (403, "origin_not_allowed")
+        );
         assert!(check_origin(&from("https://evil.example"), &["*".into()]).is_ok());
     }
 }

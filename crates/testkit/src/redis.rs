@@ -3,9 +3,10 @@
 //! empty Redis, as after a crash without persistence), and answers plain
 //! commands over a raw connection so that tests can look at the keys.
 //!
-//! Used by the end-to-end tests (through `support::redis()`) and by the
-//! Redis engine's own tests (which include this file by path), so it uses
-//! nothing but std.
+//! Used through [`crate::redis()`] by the end-to-end tests, and includable
+//! by path (`#[path = ".../testkit/src/redis.rs"] mod redis_server;`) by
+//! the Redis engine's own tests, which the kit itself depends on; so it
+//! uses nothing but std.
 
 use std::{
     io::{BufRead, BufReader, Write},

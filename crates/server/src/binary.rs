@@ -1,0 +1,72 @@
+//! The `herald` binary's setup: logging, the open-file limit, the runtime,
+//! configuration from flags, environment and file, and the listeners. It
+//! builds the gateway with [`Herald::connect`], as an embedder would, and
+//! hands it to [`run`](crate::run) until a signal.
+
+use std::process::ExitCode;
+
+use tokio::net::TcpListener;
+
+use crate::{Args, Config, Herald, run, run::shutdown_signal};
+
+/// The `herald` binary: configuration from flags, environment and file;
+/// logs through `tracing` (level from `RUST_LOG`, default `info`); exits
+/// non-zero with a message when the configuration is invalid, the engine
+/// cannot be reached or a listener cannot be bound.
+pub fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match Args::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::info!(limit = n, "open-file limit raised to the hard limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herald: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Binds both listeners, builds the gateway and serves until a signal.
+async fn serve(config: Config) -> Result<(), String> {
+    let bind = |addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))
+    };
+    let public = bind(config.public_addr).await?;
+    let internal = bind(config.internal_addr).await?;
+    let herald = Herald::connect(config).await.map_err(|e| e.to_string())?;
+    let (p, i) = (
+        public.local_addr().map_err(|e| e.to_string())?,
+        internal.local_addr().map_err(|e| e.to_string())?,
+    );
+    tracing::info!(public = %p, internal = %i, "herald listening");
+    run(herald, public, internal, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
