@@ -63,8 +63,10 @@ impl Authorizer {
             (Some(secret), None) => {
                 Some(Verifier::secret(secret.as_bytes()).map_err(|m| Error::new("jwt_secret", m))?)
             }
-            (None, Some(pem)) => {
-                Some(Verifier::public_key(pem).map_err(|m| Error::new("jwt_key", m))?)
+            (None, Some(path)) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| Error::new("jwt_key", format!("cannot read {path}: {e}")))?;
+                Some(Verifier::public_key(&pem).map_err(|m| Error::new("jwt_key", m))?)
             }
             (None, None) => {
                 if let Some(field) = needs_verifier(&config) {
@@ -323,7 +325,7 @@ mod tests {
         let secret = Some("s".repeat(32));
         let both = Config {
             jwt_secret: secret.clone(),
-            jwt_key: Some(b"pem".to_vec()),
+            jwt_key: Some("key.pem".into()),
             ..Config::default()
         };
         assert_eq!(Authorizer::new(both).err().unwrap().field, "jwt_key");
@@ -366,6 +368,28 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(Authorizer::new(https).err().unwrap().field, "hook_url");
+    }
+
+    #[test]
+    fn a_key_file_is_read_and_an_unreadable_one_named() {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let rsa = Config {
+            jwt_key: Some(format!("{dir}/testdata/rsa-public.pem")),
+            ..Config::default()
+        };
+        assert_eq!(Authorizer::new(rsa).unwrap().algorithm(), Some("RS256"));
+        let ec = Config {
+            jwt_key: Some(format!("{dir}/testdata/ec-public.pem")),
+            ..Config::default()
+        };
+        assert_eq!(Authorizer::new(ec).unwrap().algorithm(), Some("ES256"));
+        for path in ["/nonexistent/key.pem", &format!("{dir}/testdata/README.md")] {
+            let bad = Config {
+                jwt_key: Some(path.into()),
+                ..Config::default()
+            };
+            assert_eq!(Authorizer::new(bad).err().unwrap().field, "jwt_key");
+        }
     }
 
     #[test]

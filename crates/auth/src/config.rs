@@ -16,9 +16,10 @@ pub struct Config {
     /// HS256 shared secret tokens are signed with, at least 32 bytes.
     /// Default none. Never printed.
     pub jwt_secret: Option<String>,
-    /// A PEM public key (RSA for RS256, P-256 for ES256), the file's
-    /// contents. Default none. Exclusive with `jwt_secret`.
-    pub jwt_key: Option<Vec<u8>>,
+    /// Path of a PEM public key file (RSA for RS256, P-256 for ES256),
+    /// read once when the [`Authorizer`](crate::Authorizer) is built.
+    /// Default none. Exclusive with `jwt_secret`.
+    pub jwt_key: Option<String>,
     /// The `iss` tokens must carry. Default none (not checked).
     pub issuer: Option<String>,
     /// The `aud` tokens must name. Default none (a token with an `aud` is

@@ -120,6 +120,15 @@ impl Patterns {
     }
 }
 
+impl std::str::FromStr for Patterns {
+    type Err = String;
+
+    /// [`Patterns::parse_list`].
+    fn from_str(list: &str) -> Result<Self, String> {
+        Patterns::parse_list(list)
+    }
+}
+
 impl fmt::Display for Patterns {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, p) in self.0.iter().enumerate() {

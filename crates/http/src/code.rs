@@ -86,6 +86,8 @@ codes! {
     BinaryNotSupported = BAD_REQUEST, "binary_not_supported", DEBUG, "frames must be text frames with a JSON object";
     /// No valid bearer token (sent with `WWW-Authenticate: Bearer`).
     Unauthorized = UNAUTHORIZED, "unauthorized", DEBUG, "a valid bearer token is required";
+    /// Good subscriber credentials that do not cover a channel asked for.
+    Forbidden = FORBIDDEN, "forbidden", DEBUG, "not allowed to read this channel";
     /// A WebSocket from a browser origin outside `ws-origins`.
     OriginNotAllowed = FORBIDDEN, "origin_not_allowed", DEBUG, "origin not allowed";
     /// No such endpoint.
@@ -104,6 +106,9 @@ codes! {
     Internal = INTERNAL_SERVER_ERROR, "internal", ERROR, "internal error";
     /// The engine cannot store or read now; retrying later may succeed.
     EngineUnavailable = SERVICE_UNAVAILABLE, "engine_unavailable", WARN, "the engine is unavailable; retry later";
+    /// The authorization hook failed or did not answer in time; retrying
+    /// later may succeed.
+    AuthUnavailable = SERVICE_UNAVAILABLE, "auth_unavailable", WARN, "authorization is unavailable; retry later";
 }
 
 impl Code {

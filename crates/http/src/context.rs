@@ -6,6 +6,7 @@
 //! socket selects on it (long polls answer, SSE bodies end, WebSockets close
 //! with 1001).
 
+use herald_auth::Authorizer;
 use herald_bus::Bus;
 use tokio_util::sync::CancellationToken;
 
@@ -36,4 +37,7 @@ pub struct Context {
     pub limits: Limits,
     /// Cancelled when the server starts draining.
     pub shutdown: CancellationToken,
+    /// Who may read which channels; the default lets everyone read
+    /// everything.
+    pub auth: Authorizer,
 }

@@ -8,6 +8,7 @@
 //! no transport logic: the server routes, transports speak their wire
 //! format.
 
+mod auth;
 mod body;
 mod code;
 mod context;
@@ -16,6 +17,7 @@ mod error;
 mod request;
 mod route;
 
+pub use auth::{authorize, refusal};
 pub use body::{Body, empty, full, json};
 pub use code::Code;
 pub use context::{Context, Limits};

@@ -9,7 +9,7 @@
 //! business; this file only decides when to answer.
 
 use herald_bus::Batch;
-use herald_http::{Body, Context, Error, Query, batch_json, channels, json};
+use herald_http::{Body, Context, Error, Query, authorize, batch_json, channels, json};
 use http::{Request, Response, StatusCode};
 
 use crate::Config;
@@ -42,6 +42,9 @@ impl LongPoll {
         let query = Query::parse(req.uri().query());
         let start = query.start(limits)?;
         let hold = self.config.hold(&query)?;
+        let grant = authorize(&self.ctx, req, &channels, "longpoll").await?;
+        // A hold never outlasts the token that allowed it.
+        let hold = grant.remaining().map_or(hold, |left| hold.min(left));
         // Subscribing registers the watches before the start position is
         // resolved, so nothing published from here on can slip past.
         let mut sub = self.ctx.bus.subscribe(&channels, &start).await?;
@@ -87,6 +90,7 @@ mod tests {
             bus: bus.clone(),
             limits: Limits::default(),
             shutdown: shutdown.clone(),
+            auth: Default::default(),
         };
         Fixture {
             lp: LongPoll::new(ctx, Config::default()),

@@ -8,7 +8,9 @@
 //! whole session. It does not wait for messages: that is long polling.
 
 use herald_bus::Start;
-use herald_http::{Body, Context, Error, Query, batch_json, channels, empty, header_str, json};
+use herald_http::{
+    Body, Context, Error, Query, authorize, batch_json, channels, empty, header_str, json,
+};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 
 /// The short-polling transport.
@@ -33,6 +35,8 @@ impl Poll {
     async fn respond<B>(&self, req: &Request<B>, list: &str) -> Result<Response<Body>, Error> {
         let limits = &self.ctx.limits;
         let channels = channels(list, limits)?;
+        // Checked on every request: a poll holds nothing past it.
+        authorize(&self.ctx, req, &channels, "poll").await?;
         let start = Query::parse(req.uri().query()).start(limits)?;
         let batch = self
             .ctx
@@ -81,6 +85,7 @@ mod tests {
             bus: bus.clone(),
             limits: Limits::default(),
             shutdown: Default::default(),
+            auth: Default::default(),
         };
         (Poll::new(ctx), bus)
     }

@@ -71,6 +71,8 @@ pub struct Config {
     /// 64 KiB frames, 10 bad frames, 100 subscriptions per connection, any
     /// origin, `gap` for slow readers.
     pub ws: herald_ws::Config,
+    /// Subscriber authorization. Default: none, every channel public.
+    pub auth: herald_auth::Config,
 }
 
 impl Default for Config {
@@ -93,6 +95,7 @@ impl Default for Config {
             cors_origins: vec!["*".into()],
             sse: herald_sse::Config::default(),
             ws: herald_ws::Config::default(),
+            auth: herald_auth::Config::default(),
         }
     }
 }
@@ -117,6 +120,7 @@ impl fmt::Debug for Config {
             cors_origins,
             sse,
             ws,
+            auth,
         } = self;
         f.debug_struct("Config")
             .field("public_addr", public_addr)
@@ -136,6 +140,8 @@ impl fmt::Debug for Config {
             .field("cors_origins", cors_origins)
             .field("sse", sse)
             .field("ws", ws)
+            // herald-auth's Debug redacts the secret.
+            .field("auth", auth)
             .finish()
     }
 }
@@ -256,7 +262,53 @@ impl Config {
         if !origins_valid(&self.cors_origins) {
             return fail("cors-origins must be `*` or a comma-separated list of origins");
         }
-        self.validate_ws()
+        self.validate_ws()?;
+        self.validate_auth()
+    }
+
+    /// The authorizer the `auth-*` options describe (reading the key file).
+    /// Fails naming the option at fault.
+    pub fn authorizer(&self) -> Result<herald_auth::Authorizer, ConfigError> {
+        herald_auth::Authorizer::new(self.auth.clone()).map_err(|e| {
+            let option = match e.field {
+                "jwt_secret" => "auth-jwt-secret",
+                "jwt_key" => "auth-jwt-key",
+                "issuer" => "auth-issuer",
+                "audience" => "auth-audience",
+                "public_channels" => "public-channels",
+                "cookie" => "auth-cookie",
+                "hook_url" => "auth-url",
+                "hook_timeout" => "auth-timeout",
+                "hook_cache_entries" => "auth-cache-entries",
+                "refresh_grace" => "auth-grace",
+                other => other,
+            };
+            ConfigError(format!("{option}: {}", e.message))
+        })
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let fail = |s: &str| Err(ConfigError(s.to_string()));
+        self.authorizer()?;
+        if self.auth.cookie.is_some() {
+            // Browsers send cookies cross-origin only to an exact origin
+            // that allows credentials, and a socket opened by another site
+            // would ride on them.
+            if self.cors_origins.iter().any(|o| o == "*") {
+                return fail(
+                    "auth-cookie needs cors-origins to list your pages' exact origins: browsers refuse credentials with `*`",
+                );
+            }
+            if self.ws.origins.is_empty() || self.ws.origins.iter().any(|o| o == "*") {
+                return fail(
+                    "auth-cookie needs ws-origins to list your pages' exact origins, so that another site cannot open a WebSocket with your users' cookies",
+                );
+            }
+        }
+        if self.auth.refresh_grace.is_zero() {
+            return fail("auth-grace must be at least 1 second");
+        }
+        Ok(())
     }
 
     fn validate_ws(&self) -> Result<(), ConfigError> {

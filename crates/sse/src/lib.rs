@@ -20,7 +20,7 @@ mod stream;
 
 use bytes::Bytes;
 use herald_bus::{Cursor, Start};
-use herald_http::{Body, Code, Context, Error, Query, channels, empty};
+use herald_http::{Body, Code, Context, Error, Query, authorize, channels, empty};
 use http::{HeaderName, HeaderValue, Method, Request, Response, header};
 use tokio::time::Instant;
 
@@ -65,6 +65,7 @@ impl Sse {
 
     async fn respond<B>(&self, req: &Request<B>, list: &str) -> Result<Response<Body>, Error> {
         let channels = channels(list, &self.ctx.limits)?;
+        let grant = authorize(&self.ctx, req, &channels, "sse").await?;
         let start = self.start(req)?;
         if req.method() == Method::HEAD {
             return Ok(event_stream(empty()));
@@ -77,7 +78,7 @@ impl Sse {
             limit: self.ctx.limits.max_messages,
             heartbeat: self.config.heartbeat,
             end: self.config.max_lifetime.map(|d| Instant::now() + d),
-            expires: None,
+            expires: grant.remaining().map(|left| Instant::now() + left),
             opening: Some(self.opening.clone()),
             finished: false,
         };
@@ -149,6 +150,7 @@ mod tests {
             bus: bus.clone(),
             limits: Limits::default(),
             shutdown: shutdown.clone(),
+            auth: Default::default(),
         };
         Setup {
             sse: Sse::new(ctx, config),

@@ -15,8 +15,9 @@ use std::{future::poll_fn, pin::Pin, sync::Arc, task::Poll, time::Duration};
 
 use bytes::Bytes;
 use futures::{Sink, Stream};
+use herald_auth::Decision;
 use herald_bus::{Batch, ChannelName, Subscription};
-use herald_http::{Code, Context, Error};
+use herald_http::{Code, Context, Error, refusal};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     time::{Instant, MissedTickBehavior, interval_at, sleep_until, timeout},
@@ -39,6 +40,7 @@ use tokio_tungstenite::{
 use crate::{
     Config, SlowPolicy,
     frame::{self, GapReason, Op},
+    session::{Due, EXPIRED_CLOSE, Session},
 };
 
 /// Replies (to subscribe, ping, bad frames) that may wait for a socket that
@@ -71,6 +73,8 @@ enum Event {
     PingDue,
     PongOverdue,
     Batch(Batch),
+    /// The session's grant ended, or its grace period did.
+    Auth(Due),
 }
 
 /// A connection's state between events.
@@ -89,17 +93,21 @@ struct Connection<S> {
     /// Channels subscribed since the last batch was read: a gap on one of
     /// them is the client resuming from an old cursor, not falling behind.
     fresh: Vec<ChannelName>,
+    /// What the connection's credentials grant, until when.
+    session: Session,
 }
 
 /// Serves one connection until it ends, then closes it. `greeting` is sent
 /// first (the `subscribed` frame of `/ws/{channels}`); `fresh` names the
-/// channels `sub` was created with.
+/// channels `sub` was created with; `session` is what the handshake's
+/// credentials were granted.
 pub(crate) async fn serve<S>(
     ws: WebSocketStream<S>,
     sub: Subscription,
     greeting: Option<Bytes>,
     ctx: Context,
     config: Arc<Config>,
+    session: Session,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -113,6 +121,7 @@ pub(crate) async fn serve<S>(
         replies: 0,
         bad_frames: 0,
         fresh,
+        session,
     };
     let end = match greeting {
         Some(g) => match c.reply(g) {
@@ -154,13 +163,25 @@ where
                     Poll::Pending
                 }
             });
+            let due = self.session.due();
+            let auth_due = async {
+                match due {
+                    Some((at, what)) => {
+                        sleep_until(at).await;
+                        what
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let paused = self.session.paused();
             let event = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => Event::Shutdown,
+                what = auth_due => Event::Auth(what),
                 e = socket => e,
                 () = &mut pong_due, if awaiting_pong => Event::PongOverdue,
                 _ = ping.tick() => Event::PingDue,
-                b = self.sub.next(limit), if !flushing => Event::Batch(b),
+                b = self.sub.next(limit), if !flushing && !paused => Event::Batch(b),
             };
             let step = match event {
                 Event::Shutdown => Err(End::Close(CloseCode::Away, "server shutting down")),
@@ -189,6 +210,13 @@ where
                 }
                 Event::Read(Some(Ok(m))) => self.on_message(m).await,
                 Event::Batch(batch) => self.deliver(batch),
+                Event::Auth(Due::Expired) => {
+                    self.session.expire(self.ctx.auth.refresh_grace());
+                    self.reply(frame::expired())
+                }
+                Event::Auth(Due::GraceOver) => {
+                    Err(End::Close(CloseCode::from(EXPIRED_CLOSE), "token expired"))
+                }
             };
             if let Err(end) = step {
                 return end;
@@ -216,7 +244,12 @@ where
         match parsed.op {
             Err(refusal) => self.refuse(reference, refusal),
             Ok(Op::Ping) => self.reply(frame::pong(reference)),
-            Ok(Op::Subscribe { channels, start }) => {
+            Ok(Op::Auth { token }) => self.on_auth(reference, token).await,
+            Ok(Op::Subscribe {
+                channels,
+                start,
+                token,
+            }) => {
                 let new: Vec<ChannelName> = channels
                     .iter()
                     .filter(|c| !self.sub.channels().any(|s| s == *c))
@@ -232,6 +265,16 @@ where
                         ),
                     );
                 }
+                let refused = self.authorize(reference, &new, token).await?;
+                if refused.len() == new.len() && !new.is_empty() {
+                    return Ok(());
+                }
+                let new: Vec<ChannelName> =
+                    new.into_iter().filter(|c| !refused.contains(c)).collect();
+                let channels: Vec<ChannelName> = channels
+                    .into_iter()
+                    .filter(|c| !refused.contains(c))
+                    .collect();
                 match self.sub.add(&new, &start).await {
                     // The engine is unavailable: not the client's fault,
                     // so not a bad frame; its details stay in the log.
@@ -249,6 +292,65 @@ where
                 self.reply(frame::unsubscribed(reference, &removed))
             }
         }
+    }
+
+    /// Checks the connection's credentials (or the frame's `token`) for
+    /// channels about to be subscribed; answers the refused ones, each told
+    /// with its own `error` frame. Not bad frames: the connection stays.
+    async fn authorize(
+        &mut self,
+        reference: Option<&str>,
+        channels: &[ChannelName],
+        token: Option<String>,
+    ) -> Result<Vec<ChannelName>, End> {
+        if !self.ctx.auth.is_enabled() || channels.is_empty() {
+            return Ok(Vec::new());
+        }
+        let credentials = match token {
+            Some(t) => self.session.credentials.clone().with_token(t),
+            None => self.session.credentials.clone(),
+        };
+        let decision = self.ctx.auth.authorize(&credentials, channels, "ws").await;
+        let refused = match &decision {
+            Decision::Allowed(grant) => {
+                self.session.add(credentials, grant);
+                Vec::new()
+            }
+            Decision::Forbidden { refused, grant } => {
+                self.session.add(credentials, grant);
+                refused.clone()
+            }
+            Decision::Unauthorized(_) | Decision::Unavailable => channels.to_vec(),
+        };
+        let error = refusal(&decision);
+        for channel in &refused {
+            self.reply(frame::channel_error(reference, channel, &error))?;
+        }
+        Ok(refused)
+    }
+
+    /// An `auth` frame: a fresh token for every channel subscribed. Those
+    /// it no longer covers are dropped, each with an `error` frame; a token
+    /// that is no good changes nothing.
+    async fn on_auth(&mut self, reference: Option<&str>, token: String) -> Result<(), End> {
+        let credentials = self.session.credentials.clone().with_token(token);
+        let channels: Vec<ChannelName> = self.sub.channels().cloned().collect();
+        let decision = self.ctx.auth.authorize(&credentials, &channels, "ws").await;
+        let (refused, grant) = match &decision {
+            Decision::Allowed(grant) => (&[][..], grant),
+            Decision::Forbidden { refused, grant } => (&refused[..], grant),
+            Decision::Unauthorized(_) | Decision::Unavailable => {
+                return self.reply(frame::error(reference, &refusal(&decision)));
+            }
+        };
+        let error = refusal(&decision);
+        let removed = self.sub.remove(refused);
+        self.fresh.retain(|c| !removed.contains(c));
+        for channel in &removed {
+            self.reply(frame::channel_error(reference, channel, &error))?;
+        }
+        self.session.renew(credentials, grant);
+        self.reply(frame::authorized(reference))
     }
 
     /// Answers a bad frame with an `error` frame; the one that reaches the
@@ -357,6 +459,12 @@ mod tests {
     use tokio_tungstenite::tungstenite::protocol::Role;
     use tokio_util::sync::CancellationToken;
 
+    /// The session of a connection that presented nothing, with
+    /// authorization off.
+    fn no_session() -> Session {
+        Session::new(Default::default(), &Default::default())
+    }
+
     struct Harness {
         client: WebSocketStream<DuplexStream>,
         bus: Bus,
@@ -374,6 +482,7 @@ mod tests {
             }),
             limits: Limits::default(),
             shutdown: CancellationToken::new(),
+            auth: Default::default(),
         }
     }
 
@@ -386,7 +495,14 @@ mod tests {
         let server = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
         let client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
         let sub = bus.empty_subscription();
-        let task = tokio::spawn(serve(server, sub, None, ctx, Arc::new(config)));
+        let task = tokio::spawn(serve(
+            server,
+            sub,
+            None,
+            ctx,
+            Arc::new(config),
+            no_session(),
+        ));
         Harness {
             client,
             bus,
@@ -493,7 +609,15 @@ mod tests {
         let (a, mut raw) = tokio::io::duplex(1 << 16);
         let server = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
         let start = Instant::now();
-        serve(server, sub, None, ctx, Arc::new(config.clone())).await;
+        serve(
+            server,
+            sub,
+            None,
+            ctx,
+            Arc::new(config.clone()),
+            no_session(),
+        )
+        .await;
         let took = start.elapsed();
         assert!(
             took >= config.ping_interval + config.ping_timeout,
@@ -654,13 +778,14 @@ mod tests {
             bus: Bus::new(Down),
             limits: Limits::default(),
             shutdown: CancellationToken::new(),
+            auth: Default::default(),
         };
         let (a, b) = tokio::io::duplex(1 << 16);
         let server = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
         let mut client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
         let sub = ctx.bus.empty_subscription();
         let config = Arc::new(Config::default());
-        tokio::spawn(serve(server, sub, None, ctx, config));
+        tokio::spawn(serve(server, sub, None, ctx, config, no_session()));
         let f = r#"{"type":"subscribe","channels":["a"],"ref":"s"}"#;
         client.send(WsMessage::text(f)).await.unwrap();
         let v = next_json(&mut client).await;

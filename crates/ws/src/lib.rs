@@ -13,6 +13,7 @@
 mod config;
 mod connection;
 mod frame;
+mod session;
 mod upgrade;
 
 pub use config::{Config, SlowPolicy};
