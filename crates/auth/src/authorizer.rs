@@ -132,6 +132,13 @@ impl Authorizer {
             .map_or(Config::default().refresh_grace, |i| i.refresh_grace)
     }
 
+    /// Whether `channel` may be read without credentials (on the public
+    /// list, or authorization is off). When a decision refuses a
+    /// subscription as a whole, its public channels are still readable.
+    pub fn is_public(&self, channel: &ChannelName) -> bool {
+        self.inner.as_ref().is_none_or(|i| i.public.covers(channel))
+    }
+
     /// The algorithm tokens must be signed with, when tokens are accepted.
     pub fn algorithm(&self) -> Option<&'static str> {
         Some(self.inner.as_ref()?.verifier.as_ref()?.algorithm())
@@ -150,7 +157,7 @@ impl Authorizer {
         };
         let private: Vec<ChannelName> = channels
             .iter()
-            .filter(|c| !inner.public.covers(c))
+            .filter(|c| !self.is_public(c))
             .cloned()
             .collect();
         if private.is_empty() {

@@ -320,7 +320,12 @@ where
                 self.session.add(credentials, grant);
                 refused.clone()
             }
-            Decision::Unauthorized(_) | Decision::Unavailable => channels.to_vec(),
+            // Refused as a whole: the public channels stay readable.
+            Decision::Unauthorized(_) | Decision::Unavailable => channels
+                .iter()
+                .filter(|c| !self.ctx.auth.is_public(c))
+                .cloned()
+                .collect(),
         };
         let error = refusal(&decision);
         for channel in &refused {
