@@ -536,3 +536,18 @@ fn the_secret_is_never_printed_by_help() {
     assert!(text.contains("--auth-jwt-secret"), "{text}");
     assert!(!text.contains(SECRET));
 }
+
+#[tokio::test]
+async fn a_held_long_poll_answers_by_the_tokens_expiry_and_the_next_one_is_refused() {
+    let s = secured(&["--longpoll-max-timeout", "55"]).await;
+    let short = token(&["room.1"], 2);
+    let url = s.url("/longpoll/room.1?timeout=50");
+    // `get` gives up after 10 s: the hold of 50 s must end at exp instead.
+    let (status, body, _) = get(&url, Some(&short)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["messages"], json!([]));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body, www) = get(&url, Some(&short)).await;
+    assert_eq!((status, code(&body)), (401, "unauthorized"));
+    assert_eq!(www.as_deref(), Some(r#"Bearer error="invalid_token""#));
+}
