@@ -356,6 +356,10 @@ async fn query_tokens_never_reach_the_logs() {
         log.contains("<redacted>"),
         "the request lines are logged: {log}"
     );
+    assert!(
+        log.contains("sub=e2e-user"),
+        "the subscriber is named: {log}"
+    );
     for t in [&good, &bad] {
         let signature = t.rsplit('.').next().unwrap();
         assert!(!log.contains(signature), "a token leaked into the log");

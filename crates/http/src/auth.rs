@@ -29,7 +29,7 @@ pub async fn authorize<B>(
     match ctx.auth.authorize(&credentials, channels, transport).await {
         Decision::Allowed(grant) => {
             if let Some(sub) = grant.sub.as_deref() {
-                tracing::Span::current().record("sub", sub);
+                tracing::Span::current().record("sub", tracing::field::display(sub));
             }
             tracing::debug!(
                 sub = grant.sub.as_deref(),
