@@ -2,7 +2,8 @@
 //! code and measures what a push gateway is judged by: delivered messages
 //! per second and publish→receive latency under fan-out, server memory per
 //! idle connection, the time a herd of held long polls takes to answer,
-//! publish throughput, and whether memory comes back after churn.
+//! publish throughput, whether memory comes back after churn, and how the
+//! listener takes a crowd connecting at once (storm).
 //!
 //! Every payload carries its sequence number and send time ([`payload`]),
 //! so each subscriber checks every delivery ([`Tracker`]). Server CPU and
@@ -24,7 +25,7 @@ mod tracker;
 
 pub use probe::{Mem, Probe, Sampler};
 pub use publisher::Publisher;
-pub use report::{Latency, Report, markdown, table};
+pub use report::{Latency, Report, Storm, markdown, table};
 pub use target::{System, Target, Transport};
 pub use tracker::{Counts, Tracker};
 

@@ -8,7 +8,7 @@ use std::{io::Write, net::SocketAddr, path::PathBuf, process::ExitCode, time::Du
 use clap::{Args, Parser, Subcommand};
 use herald_bench::{
     Error, Mem, Probe, Report, System, Target, Transport,
-    scenario::{Common, churn, fanout, herd, idle, publish},
+    scenario::{Common, churn, fanout, herd, idle, publish, storm},
 };
 
 /// Load generator for herald, nchan and Pushpin (loopback only).
@@ -97,6 +97,22 @@ enum Cmd {
         #[arg(long, default_value_t = 5.0)]
         max_growth: f64,
     },
+    /// N clients (half SSE, half long poll) connect at once, then optionally
+    /// a restart under them; listen overflows, connect p50/p99, reconnect spread.
+    Storm {
+        #[command(flatten)]
+        c: CommonArgs,
+        /// Shell command that restarts the server on the same address
+        /// (run with `sh -c` once every client is in place).
+        #[arg(long)]
+        restart: Option<String>,
+        /// Milliseconds between reconnection attempts while refused.
+        #[arg(long, default_value_t = 100)]
+        retry_ms: u64,
+        /// Longest wait for every client to be back after the restart, seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
     /// Renders a file of JSON lines as markdown tables (rows and ratios).
     Report {
         /// The JSON lines.
@@ -135,9 +151,9 @@ struct CommonArgs {
     /// Subscriber transport.
     #[arg(long, value_enum, default_value_t = Transport::Ws)]
     transport: Transport,
-    /// Subscribers (connections) in total.
-    #[arg(long, default_value_t = 100)]
-    subscribers: usize,
+    /// Subscribers (connections) in total [default: 100; storm: 10000].
+    #[arg(long)]
+    subscribers: Option<usize>,
     /// Channels the subscribers are spread over.
     #[arg(long, default_value_t = 1)]
     channels: usize,
@@ -206,7 +222,7 @@ impl CommonArgs {
             Target::new(self.system, a, target.publish)?;
         }
         c.also_sub = self.also_sub.clone();
-        c.subscribers = self.subscribers;
+        c.subscribers = self.subscribers.unwrap_or(100);
         c.channels = self.channels.max(1);
         c.settle = Duration::from_secs_f64(self.settle);
         c.ramp = self.ramp;
@@ -293,6 +309,20 @@ async fn run(cmd: Cmd) -> Result<(), Error> {
             cfg.timeout = secs(timeout as f64);
             ("herd", (c, String::new()), herd::run(&cfg).await)
         }
+        Cmd::Storm {
+            mut c,
+            restart,
+            retry_ms,
+            timeout,
+        } => {
+            c.subscribers.get_or_insert(10_000);
+            let mut cfg = storm::Config::new(c.common()?);
+            cfg.restart = restart;
+            cfg.retry = Duration::from_millis(retry_ms);
+            cfg.timeout = secs(timeout as f64);
+            let variant = if cfg.restart.is_some() { "restart" } else { "" };
+            ("storm", (c, variant.to_string()), storm::run(&cfg).await)
+        }
         Cmd::Publish {
             c,
             batch,
@@ -341,15 +371,17 @@ async fn run(cmd: Cmd) -> Result<(), Error> {
                     why
                 }
             };
-            let transport = if name == "publish" && c.subscribers == 0 {
+            let transport = if name == "publish" && c.subscribers == Some(0) {
                 "-".to_string()
             } else if name == "herd" {
                 Transport::Longpoll.to_string()
+            } else if name == "storm" {
+                "sse+longpoll".to_string()
             } else {
                 c.transport.to_string()
             };
             Report {
-                subscribers: c.subscribers,
+                subscribers: c.subscribers.unwrap_or(100),
                 channels: c.channels,
                 variant,
                 ..Report::not_available(name, &c.system.to_string(), &transport, why)

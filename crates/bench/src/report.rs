@@ -64,12 +64,43 @@ pub struct Report {
     pub growth_pct: Option<f64>,
     /// herd: time from the publish until the last held poll answered, ms.
     pub herd_ms: Option<f64>,
+    /// storm: the listener's figures (connect time is `latency_us`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storm: Option<Storm>,
     /// Whether the run met its own checks (zero loss, every connection
     /// answered, memory back to baseline).
     pub ok: bool,
     /// Set when the run could not be made; says why (`failed: ...` for an
     /// error, otherwise what the system lacks).
     pub na: Option<String>,
+}
+
+/// A storm's figures: the host's listen counters over the connection
+/// storm and over the restart, and how the crowd came back.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Storm {
+    /// `TcpExtListenOverflows` over the connection storm (host-wide).
+    pub listen_overflows: u64,
+    /// `TcpExtListenDrops` over the connection storm (host-wide).
+    pub listen_drops: u64,
+    /// `TcpExtTCPSynRetrans` over the connection storm (host-wide).
+    pub syn_retrans: u64,
+    /// SSE response head after the start signal, µs.
+    pub stream_head_us: Option<Latency>,
+    /// Streams and polls that ended before any restart (opened again).
+    pub early_ends: u64,
+    /// `TcpExtListenOverflows` from the restart until all were back.
+    pub restart_listen_overflows: Option<u64>,
+    /// `TcpExtListenDrops` from the restart until all were back.
+    pub restart_listen_drops: Option<u64>,
+    /// `TcpExtTCPSynRetrans` from the restart until all were back.
+    pub restart_syn_retrans: Option<u64>,
+    /// Back after the restart command started, µs.
+    pub reconnect_us: Option<Latency>,
+    /// First to last subscriber back, ms.
+    pub reconnect_spread_ms: Option<f64>,
+    /// Subscribers in place before the restart and not back in time.
+    pub not_back: Option<u64>,
 }
 
 /// Latency percentiles, µs.
@@ -143,6 +174,21 @@ impl Report {
         }
         if let Some(v) = self.herd_ms {
             notes.push(format!("herd {v:.1} ms"));
+        }
+        if let Some(s) = &self.storm {
+            notes.push(format!(
+                "overflows {}, SYN retrans {}",
+                s.listen_overflows, s.syn_retrans
+            ));
+            if let Some(l) = s.stream_head_us {
+                notes.push(format!("SSE head p99 {:.1} ms", l.p99 as f64 / 1e3));
+            }
+            if let (Some(o), Some(spread)) = (s.restart_listen_overflows, s.reconnect_spread_ms) {
+                notes.push(format!(
+                    "restart: overflows {o}, spread {spread:.0} ms, not back {}",
+                    s.not_back.unwrap_or_default()
+                ));
+            }
         }
         if let Some(v) = self.growth_pct {
             notes.push(format!("memory {v:+.1}%"));

@@ -72,4 +72,20 @@ mod tests {
         assert!(shown.contains("redis://***@db.example:6379/0"), "{shown}");
         assert!(format!("{:?}", Config::default()).contains("redis://127.0.0.1:6379"));
     }
+
+    #[test]
+    fn passwords_are_redacted() {
+        let redacted = |url: &str| {
+            Config {
+                url: url.into(),
+                ..Config::default()
+            }
+            .redacted_url()
+        };
+        assert_eq!(
+            redacted("redis://user:s3cret@10.0.0.5:6379/2"),
+            "redis://***@10.0.0.5:6379/2"
+        );
+        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
 }

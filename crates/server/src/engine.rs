@@ -15,7 +15,7 @@ pub(crate) async fn bus(config: &Config) -> Result<Bus, Error> {
     match config.engine {
         EngineKind::Memory => Ok(Bus::memory(config.history.clone())),
         EngineKind::Redis => {
-            let url = redacted(&config.redis.url);
+            let url = config.redis.redacted_url();
             let engine = herald_redis::RedisEngine::connect(&config.redis, config.history.clone())
                 .await
                 .map_err(|source| Error::Engine {
@@ -28,26 +28,9 @@ pub(crate) async fn bus(config: &Config) -> Result<Bus, Error> {
     }
 }
 
-/// A URL without its password, for logs and error messages.
-pub(crate) fn redacted(url: &str) -> String {
-    match (url.split_once("://"), url.rsplit_once('@')) {
-        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://***@{host}"),
-        _ => url.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redacted("redis://user:s3cret@10.0.0.5:6379/2"),
-            "redis://***@10.0.0.5:6379/2"
-        );
-        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-    }
 
     #[tokio::test]
     async fn the_configured_engine_is_built() {

@@ -1,4 +1,4 @@
-//! The five scenarios, each a library function from a config to a
+//! The six scenarios, each a library function from a config to a
 //! [`Report`](crate::Report), plus what they share: the common settings,
 //! opening a crowd of subscribers at a bounded pace, waiting until they are
 //! in place, and latency histograms that many subscriber tasks write to.
@@ -11,6 +11,7 @@ pub mod fanout;
 pub mod herd;
 pub mod idle;
 pub mod publish;
+pub mod storm;
 
 use std::{
     future::Future,

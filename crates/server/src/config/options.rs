@@ -10,8 +10,11 @@
 //! here; [`Config::validate`] does them, naming the option.
 //!
 //! To add an option: give [`Config`] (or the transport's config) the field
-//! with its documented default, add one [`Opt`] line below, add the check to
-//! [`Config::validate`] if it has a range, and run
+//! with its documented default; add one [`Opt`] line to its section below,
+//! with the unit from [`super::unit`] that reads its text (a new unit is one
+//! small `Conversion`); add the range check to [`Config::validate`], naming
+//! the option, if it has one; mark a secret `.secret()` and redact its field
+//! in `Config`'s `Debug` (a test sets every secret and looks); then run
 //! `UPDATE_DOCS=1 cargo test -p herald-server option_tables` to write the
 //! doc row.
 
