@@ -73,8 +73,10 @@ impl Options {
             name.starts_with("HERALD_"),
             "{what}: {name} is not herald's"
         );
+        // A secret's variable is listed without its value.
         assert!(
-            self.help.contains(&format!("[env: {name}=")),
+            self.help.contains(&format!("[env: {name}="))
+                || self.help.contains(&format!("[env: {name}]")),
             "{what}: herald reads no {name}"
         );
     }

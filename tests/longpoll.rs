@@ -276,7 +276,15 @@ async fn deleting_a_channel_answers_its_holds_with_gone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_answers_held_requests_at_once() {
     const HOLDS: usize = 20;
-    let mut s = Binary::start(&["--longpoll-timeout", "20", "--longpoll-max-timeout", "20"]);
+    // No drain spread: every answer at once (the spread is tests/limits.rs's).
+    let mut s = Binary::start(&[
+        "--longpoll-timeout",
+        "20",
+        "--longpoll-max-timeout",
+        "20",
+        "--drain-spread",
+        "0",
+    ]);
     let cursor = s.cursor_now("draining").await;
     let c = crowd_client();
     let url = s.url(&format!("/longpoll/draining?since={cursor}"));

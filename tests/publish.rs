@@ -42,7 +42,8 @@ async fn bad_inputs_get_their_status_and_lose_nothing() {
     let c = client();
     s.publish("keep", "before").await;
     let long = "x".repeat(129);
-    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> =
+        vec![
         (
             c.post(s.internal_url("/publish/bad%20name")).body("x"),
             400,
@@ -90,23 +91,27 @@ async fn bad_inputs_get_their_status_and_lose_nothing() {
             "body_too_large",
         ),
         (
-            c.post(s.internal_url("/publish")).body("[1,2"),
+            c.post(s.internal_url("/publish"))
+                .header("content-type", "application/json").body("[1,2"),
             415,
             "invalid_json",
         ),
         (
             c.post(s.internal_url("/publish"))
+                .header("content-type", "application/json")
                 .body(r#"{"messages":[]}"#),
             400,
             "invalid_batch",
         ),
         (
-            c.post(s.internal_url("/publish")).body(r#"{"msgs":[]}"#),
+            c.post(s.internal_url("/publish"))
+                .header("content-type", "application/json").body(r#"{"msgs":[]}"#),
             400,
             "invalid_batch",
         ),
         (
             c.post(s.internal_url("/publish"))
+                .header("content-type", "application/json")
                 .body(r#"{"messages":[{"channel":"ok","data":"a"},{"channel":"b d","data":"b"}]}"#),
             400,
             "invalid_channel",
@@ -169,6 +174,7 @@ async fn batch_publish_orders_and_types_data() {
     let c = client();
     let res = c
         .post(s.internal_url("/publish"))
+                .header("content-type", "application/json")
         .body(r#"{"messages":[{"channel":"x","data":"one"},{"channel":"y","event":"ev","data":{"n":2}},{"channel":"x","data":"three"}]}"#)
         .send()
         .await
@@ -197,6 +203,7 @@ async fn batch_publish_orders_and_types_data() {
     let four = r#"{"messages":[{"channel":"x","data":"1"},{"channel":"x","data":"2"},{"channel":"x","data":"3"},{"channel":"x","data":"4"}]}"#;
     let res = c
         .post(s.internal_url("/publish"))
+        .header("content-type", "application/json")
         .body(four)
         .send()
         .await
@@ -412,9 +419,11 @@ async fn a_stalled_publish_times_out_with_408() {
     let s = Server::start(&["--request-timeout", "1"]).await;
     let mut sock = tokio::net::TcpStream::connect(s.internal).await.unwrap();
     // Headers promise 10 bytes; only 3 arrive.
-    sock.write_all(b"POST /publish/slow HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc")
-        .await
-        .unwrap();
+    sock.write_all(
+        b"POST /publish/slow HTTP/1.1\r\nhost: localhost\r\ncontent-length: 10\r\n\r\nabc",
+    )
+    .await
+    .unwrap();
     let mut buf = vec![0u8; 4096];
     let n = tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf))
         .await

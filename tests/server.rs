@@ -113,6 +113,7 @@ async fn flags_beat_environment_beats_file() {
     let two = r#"{"messages":[{"channel":"p","data":"1"},{"channel":"p","data":"2"}]}"#;
     let res = c
         .post(s.internal_url("/publish"))
+        .header("content-type", "application/json")
         .body(two)
         .send()
         .await

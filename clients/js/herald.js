@@ -424,8 +424,9 @@ async function runWs(sub, signal) {
 /** What a WebSocket close code means for the next connection. */
 function closeOutcome(code) {
   // 1000 normal, 1001 going away (shutdown), 1012 service restart: come back
-  // soon. 1008 is also herald's late-pong close; 1011, 1013 (reader too slow),
-  // 1006 (connection lost) and anything else: back off, then resume.
+  // soon. 4408 (found dead: no pong, or not reading), 1011, 1013 (reader
+  // too slow), 1006 (connection lost) and anything else: back off, then
+  // resume.
   if (code === 1000 || code === 1001 || code === 1012) return "soon";
   if (code === 4001 || code === 4401) return "expired";
   return "lost";

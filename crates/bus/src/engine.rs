@@ -37,6 +37,25 @@ pub trait Engine: Send + Sync + 'static {
         limit: usize,
     ) -> BoxFuture<'a, Result<Page, Error>>;
 
+    /// What [`read`](Engine::read) answers for each `(channel, after)` of
+    /// `reads`, in the same order, every page cut at `limit`. A subscription
+    /// reads all its channels with one call, so an engine that can answer
+    /// them in one round trip (a remote store) should; the default reads
+    /// them one after another. Fails as `read` does.
+    fn read_many<'a>(
+        &'a self,
+        reads: &'a [(ChannelName, u64)],
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Page>, Error>> {
+        Box::pin(async move {
+            let mut pages = Vec::with_capacity(reads.len());
+            for (channel, after) in reads {
+                pages.push(self.read(channel, *after, limit).await?);
+            }
+            Ok(pages)
+        })
+    }
+
     /// Registers interest in `channel`: the returned [`Watch`] changes when
     /// a message is published to it and closes when it is deleted. While a
     /// watch lives, the channel counts one subscriber.

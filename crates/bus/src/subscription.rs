@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 
 use futures::future::{pending, select_all};
 
-use crate::{ChannelName, Cursor, Engine, Error, Message, Watch};
+use crate::{ChannelName, Cursor, Engine, Error, Message, Page, Watch};
 
 /// Where a new subscription or read starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,36 +110,59 @@ impl Reader {
         }
     }
 
-    /// Adds channels (ignoring ones already present) at `start`.
+    /// Adds channels (ignoring ones already present) at `start`, all or
+    /// none: the positions that need the engine ("now", the last `n`) are
+    /// read in one [`Engine::read_many`] call, and the channels are added
+    /// only once it succeeded, so a failed or cancelled add changes nothing.
     pub(crate) async fn add(
         &mut self,
         channels: &[ChannelName],
         start: &Start,
         watch: bool,
     ) -> Result<(), Error> {
+        let mut fresh: Vec<&ChannelName> = Vec::with_capacity(channels.len());
         for channel in channels {
-            if self.slots.iter().any(|s| &s.channel == channel) {
-                continue;
+            if !self.slots.iter().any(|s| &s.channel == channel) && !fresh.contains(&channel) {
+                fresh.push(channel);
             }
-            // Register before resolving "now", so that nothing published in
-            // between can be missed.
-            let watch = watch.then(|| self.engine.watch(channel));
-            let (pos, stale) = match start {
-                Start::From(c) if c.epoch() != self.epoch => {
-                    (c.position(channel).map_or(0, |p| p.0), true)
-                }
-                Start::From(c) => match c.position(channel) {
-                    Some(p) => p,
-                    None => (self.now(channel).await?, false),
-                },
-                Start::Now => (self.now(channel).await?, false),
-                Start::Last(n) => {
-                    let page = self.engine.read(channel, 0, 0).await?;
-                    let back = page.last.saturating_sub(*n as u64);
-                    (
-                        back.max(page.oldest.saturating_sub(1)).max(page.origin),
-                        false,
-                    )
+        }
+        // Register before resolving "now", so that nothing published in
+        // between can be missed.
+        let watches: Vec<Option<Watch>> = fresh
+            .iter()
+            .map(|c| watch.then(|| self.engine.watch(c)))
+            .collect();
+        let known = |channel: &ChannelName| match start {
+            Start::From(c) if c.epoch() != self.epoch => {
+                Some((c.position(channel).map_or(0, |p| p.0), true))
+            }
+            Start::From(c) => c.position(channel),
+            Start::Now | Start::Last(_) => None,
+        };
+        let wanted: Vec<(ChannelName, u64)> = fresh
+            .iter()
+            .filter(|c| known(c).is_none())
+            .map(|c| ((*c).clone(), 0))
+            .collect();
+        let mut pages = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            self.engine.read_many(&wanted, 0).await?
+        }
+        .into_iter();
+        for (channel, watch) in fresh.into_iter().zip(watches) {
+            let (pos, stale) = match known(channel) {
+                Some(p) => p,
+                None => {
+                    let page = pages.next().unwrap_or_default();
+                    match start {
+                        Start::Last(n) => {
+                            let back = page.last.saturating_sub(*n as u64);
+                            let first = page.oldest.saturating_sub(1).max(page.origin);
+                            (back.max(first), false)
+                        }
+                        _ => (page.last, false),
+                    }
                 }
             };
             self.slots.push(Slot {
@@ -150,10 +173,6 @@ impl Reader {
             });
         }
         Ok(())
-    }
-
-    async fn now(&self, channel: &ChannelName) -> Result<u64, Error> {
-        Ok(self.engine.read(channel, 0, 0).await?.last)
     }
 
     fn remove(&mut self, channels: &[ChannelName]) -> Vec<ChannelName> {
@@ -202,9 +221,26 @@ impl Reader {
                 s.stale = true;
             }
         }
+        let wanted: Vec<(ChannelName, u64)> = self
+            .slots
+            .iter()
+            .map(|s| (s.channel.clone(), if s.stale { 0 } else { s.pos }))
+            .collect();
+        let pages = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            self.engine.read_many(&wanted, limit).await?
+        };
+        if pages.len() != wanted.len() {
+            return Err(Error::Unavailable(format!(
+                "the engine answered {} pages for {} channels",
+                pages.len(),
+                wanted.len()
+            )));
+        }
         let mut reads = Vec::with_capacity(self.slots.len());
-        for slot in &self.slots {
-            reads.push(self.read_slot(slot, limit).await?);
+        for (slot, page) in self.slots.iter().zip(pages) {
+            reads.push(self.read_slot(slot, page, limit).await?);
         }
         let merged = merge(&reads, limit);
         let mut gaps = Vec::new();
@@ -234,9 +270,14 @@ impl Reader {
         })
     }
 
-    async fn read_slot(&self, slot: &Slot, limit: usize) -> Result<SlotRead, Error> {
+    /// Makes sense of `page`, what the engine answered for `slot`.
+    async fn read_slot(
+        &self,
+        slot: &Slot,
+        mut page: Page,
+        limit: usize,
+    ) -> Result<SlotRead, Error> {
         let after = if slot.stale { 0 } else { slot.pos };
-        let mut page = self.engine.read(&slot.channel, after, limit).await?;
         if page.last == 0 {
             // The channel has no messages and no id yet (never published,
             // deleted or expired and dropped). Keep the position: if the

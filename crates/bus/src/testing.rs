@@ -106,6 +106,8 @@ macro_rules! contract_tests {
             an_expired_channel_still_reports_what_a_returning_client_missed,
             an_epoch_change_during_a_read_delivers_the_new_messages_once_with_one_gap,
             a_poll_that_meets_a_new_epoch_answers_it_once_with_a_gap,
+            reading_several_channels_at_once_agrees_with_reading_each,
+            a_subscription_reads_all_its_channels_in_one_engine_call,
         ]);
         $crate::contract_tests!(@each $factory, (flavor = "multi_thread", worker_threads = 4), [
             a_concurrent_publisher_and_subscriber_agree_on_the_sequence,
@@ -1331,5 +1333,126 @@ pub async fn a_poll_that_meets_a_new_epoch_answers_it_once_with_a_gap(f: &dyn Fa
     assert!(
         second.is_empty(),
         "nothing twice, no second gap: {second:?}"
+    );
+}
+
+// ---- several channels in one read -------------------------------------------
+
+/// [`Engine::read_many`] answers, for each channel, what [`Engine::read`]
+/// answers: same messages, same history bounds, in the order asked, for
+/// channels with history, with none and never published.
+pub async fn reading_several_channels_at_once_agrees_with_reading_each(f: &dyn Factory) {
+    let engine = f.engine(config(5)).await;
+    let bus = Bus::from_shared(engine.clone());
+    let (a, b, never) = (ch("many-a"), ch("many-b"), ch("many-never"));
+    publish(&bus, &a, 8).await;
+    publish(&bus, &b, 2).await;
+    let last_a = engine.read(&a, 0, 0).await.unwrap().last;
+    for limit in [0, 1, 3, 10] {
+        let wanted = vec![
+            (a.clone(), 0),
+            (never.clone(), 0),
+            (b.clone(), 1),
+            (a.clone(), last_a - 2),
+        ];
+        let pages = engine.read_many(&wanted, limit).await.unwrap();
+        assert_eq!(pages.len(), wanted.len());
+        for ((channel, after), many) in wanted.iter().zip(&pages) {
+            let one = engine.read(channel, *after, limit).await.unwrap();
+            assert_eq!(
+                (ids(&many.messages), many.origin, many.oldest, many.last),
+                (ids(&one.messages), one.origin, one.oldest, one.last),
+                "{channel} after {after}, limit {limit}"
+            );
+            assert!(many.messages.iter().all(|m| &m.channel == channel));
+        }
+    }
+    assert!(engine.read_many(&[], 10).await.unwrap().is_empty());
+}
+
+/// Counts the engine calls a subscription makes.
+struct Counting {
+    inner: Arc<dyn Engine>,
+    reads: std::sync::atomic::AtomicUsize,
+    read_manys: std::sync::atomic::AtomicUsize,
+}
+
+impl Engine for Counting {
+    fn epoch(&self) -> u64 {
+        self.inner.epoch()
+    }
+
+    fn publish(&self, drafts: Vec<Draft>) -> BoxFuture<'_, Result<Vec<Arc<Message>>, Error>> {
+        self.inner.publish(drafts)
+    }
+
+    fn read<'a>(
+        &'a self,
+        channel: &'a ChannelName,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<crate::Page, Error>> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.read(channel, after, limit)
+    }
+
+    fn read_many<'a>(
+        &'a self,
+        reads: &'a [(ChannelName, u64)],
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<crate::Page>, Error>> {
+        self.read_manys
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.read_many(reads, limit)
+    }
+
+    fn watch(&self, channel: &ChannelName) -> crate::Watch {
+        self.inner.watch(channel)
+    }
+
+    fn info<'a>(
+        &'a self,
+        channel: &'a ChannelName,
+    ) -> BoxFuture<'a, Result<crate::ChannelInfo, Error>> {
+        self.inner.info(channel)
+    }
+
+    fn delete<'a>(&'a self, channel: &'a ChannelName) -> BoxFuture<'a, Result<bool, Error>> {
+        self.inner.delete(channel)
+    }
+
+    fn health(&self) -> crate::Health {
+        self.inner.health()
+    }
+}
+
+/// Subscribing to several channels, and each read of them, is one engine
+/// call, not one per channel: the engine decides how few round trips that
+/// takes.
+pub async fn a_subscription_reads_all_its_channels_in_one_engine_call(f: &dyn Factory) {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let engine = Arc::new(Counting {
+        inner: f.engine(config(10)).await,
+        reads: AtomicUsize::new(0),
+        read_manys: AtomicUsize::new(0),
+    });
+    let bus = Bus::from_shared(engine.clone());
+    let channels: Vec<ChannelName> = (0..8).map(|i| ch(&format!("one-call-{i}"))).collect();
+    for c in &channels {
+        publish(&bus, c, 3).await;
+    }
+    let mut sub = bus.subscribe(&channels, &Start::Last(2)).await.unwrap();
+    assert_eq!(
+        (engine.reads.load(SeqCst), engine.read_manys.load(SeqCst)),
+        (0, 1),
+        "one call resolves every channel's start"
+    );
+    let batch = next(&mut sub, 100).await;
+    assert_eq!(batch.messages.len(), 16);
+    assert_no_gap(&batch);
+    assert_eq!(
+        (engine.reads.load(SeqCst), engine.read_manys.load(SeqCst)),
+        (0, 2),
+        "one call reads every channel"
     );
 }

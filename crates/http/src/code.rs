@@ -88,12 +88,19 @@ codes! {
     Unauthorized = UNAUTHORIZED, "unauthorized", DEBUG, "a valid bearer token is required";
     /// Good subscriber credentials that do not cover a channel asked for.
     Forbidden = FORBIDDEN, "forbidden", DEBUG, "not allowed to read this channel";
-    /// A WebSocket from a browser origin outside `ws-origins`.
+    /// A WebSocket from a browser origin outside `ws-origins`, or any
+    /// request with an `Origin` to the internal listener.
     OriginNotAllowed = FORBIDDEN, "origin_not_allowed", DEBUG, "origin not allowed";
+    /// A request to the internal listener for a host name outside
+    /// `internal-hosts` (the DNS-rebinding defence).
+    HostNotAllowed = FORBIDDEN, "host_not_allowed", DEBUG, "host not allowed";
     /// No such endpoint.
     NotFound = NOT_FOUND, "not_found", DEBUG, "no such endpoint";
     /// The endpoint exists but not with this method (sent with `Allow`).
     MethodNotAllowed = METHOD_NOT_ALLOWED, "method_not_allowed", DEBUG, "method not allowed on this endpoint";
+    /// WebSocket `subscribe`/`unsubscribe` frames faster than
+    /// `ws-frame-rate` (frames only).
+    RateLimited = TOO_MANY_REQUESTS, "rate_limited", DEBUG, "too many frames; slow down";
     /// A request over `request-timeout`.
     Timeout = REQUEST_TIMEOUT, "timeout", DEBUG, "the request took longer than request-timeout";
     /// A request body over `max-body`.
@@ -104,6 +111,9 @@ codes! {
     InvalidJson = UNSUPPORTED_MEDIA_TYPE, "invalid_json", DEBUG, "data is not valid JSON";
     /// A failure of herald itself.
     Internal = INTERNAL_SERVER_ERROR, "internal", ERROR, "internal error";
+    /// A connection over `max-connections` or `max-connections-per-ip`,
+    /// answered and closed at once.
+    Overloaded = SERVICE_UNAVAILABLE, "overloaded", WARN, "too many connections; retry later";
     /// The engine cannot store or read now; retrying later may succeed.
     EngineUnavailable = SERVICE_UNAVAILABLE, "engine_unavailable", WARN, "the engine is unavailable; retry later";
     /// The authorization hook failed or did not answer in time; retrying

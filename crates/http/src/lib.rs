@@ -14,6 +14,7 @@ mod code;
 mod context;
 mod envelope;
 mod error;
+mod permit;
 mod request;
 mod route;
 
@@ -23,5 +24,6 @@ pub use code::Code;
 pub use context::{Context, Limits};
 pub use envelope::{batch_json, message_fields, write_json_str};
 pub use error::{Error, Public, RequestId, json_errors};
+pub use permit::ConnectionPermit;
 pub use request::{Query, channel, channels, header_str};
 pub use route::{Listener, Route};

@@ -47,7 +47,10 @@ impl LongPoll {
         let hold = grant.remaining().map_or(hold, |left| hold.min(left));
         // Subscribing registers the watches before the start position is
         // resolved, so nothing published from here on can slip past.
-        let mut sub = self.ctx.bus.subscribe(&channels, &start).await?;
+        let mut sub = self
+            .ctx
+            .setup(self.ctx.bus.subscribe(&channels, &start))
+            .await?;
         let batch = tokio::select! {
             // Polled first: what is already retained answers at once, even
             // while draining.

@@ -40,8 +40,7 @@ impl Poll {
         let start = Query::parse(req.uri().query()).start(limits)?;
         let batch = self
             .ctx
-            .bus
-            .read(&channels, &start, limits.max_messages)
+            .setup(self.ctx.bus.read(&channels, &start, limits.max_messages))
             .await?;
         let etag = format!("\"{}\"", batch.cursor);
         let unchanged = matches!(start, Start::From(_))

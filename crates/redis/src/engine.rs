@@ -195,6 +195,36 @@ impl Engine for RedisEngine {
         .boxed()
     }
 
+    /// Pages the local cache holds are answered from it; the others are
+    /// read from Redis in one script call.
+    fn read_many<'a>(
+        &'a self,
+        reads: &'a [(ChannelName, u64)],
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Page>, BusError>> {
+        async move {
+            let shared = self.shared();
+            let mut pages: Vec<Option<Page>> = reads
+                .iter()
+                .map(|(channel, after)| shared.cached(channel, *after, limit))
+                .collect();
+            let missing: Vec<(&ChannelName, u64)> = reads
+                .iter()
+                .zip(&pages)
+                .filter(|(_, page)| page.is_none())
+                .map(|((channel, after), _)| (channel, *after))
+                .collect();
+            if !missing.is_empty() {
+                let mut fetched = shared.read_remote_many(&missing, limit).await?.into_iter();
+                for page in pages.iter_mut().filter(|p| p.is_none()) {
+                    *page = fetched.next().map(|r| r.page);
+                }
+            }
+            Ok(pages.into_iter().map(Option::unwrap_or_default).collect())
+        }
+        .boxed()
+    }
+
     fn watch(&self, channel: &ChannelName) -> Watch {
         self.shared().watch(channel)
     }
@@ -418,55 +448,78 @@ impl Shared {
         after: u64,
         limit: usize,
     ) -> Result<Remote, BusError> {
+        let mut pages = self.read_remote_many(&[(channel, after)], limit).await?;
+        pages
+            .pop()
+            .ok_or_else(|| BusError::Unavailable("redis: the read script answered no page".into()))
+    }
+
+    /// Reads each `(channel, after)` from Redis, in one script call.
+    async fn read_remote_many(
+        &self,
+        reads: &[(&ChannelName, u64)],
+        limit: usize,
+    ) -> Result<Vec<Remote>, BusError> {
         let keys = &self.keys;
         let b = &self.bounds;
-        type Reply = (String, u64, u64, u64, u64, Vec<Vec<u8>>);
-        let (epoch, origin, oldest, last, bytes, items): Reply = self
-            .scripts
-            .read
-            .key(keys.epoch())
-            .key(keys.meta(channel))
-            .key(keys.log(channel))
-            .arg(script::candidate_epoch())
-            .arg(after)
+        let mut call = self.scripts.read.key(keys.epoch());
+        for (channel, _) in reads {
+            call.key(keys.meta(channel)).key(keys.log(channel));
+        }
+        call.arg(script::candidate_epoch())
             .arg(limit)
             .arg(b.max_messages)
             .arg(b.max_bytes)
             .arg(b.max_age.as_millis() as u64)
-            .arg(script::clock_arg(&b.clock))
+            .arg(script::clock_arg(&b.clock));
+        for (_, after) in reads {
+            call.arg(after);
+        }
+        type Reply = (String, Vec<(u64, u64, u64, u64, Vec<Vec<u8>>)>);
+        let (epoch, pages): Reply = call
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(|e| self.failed(&e))?;
         self.succeeded();
+        if pages.len() != reads.len() {
+            return Err(BusError::Unavailable(
+                "redis: the read script answered a wrong page count".into(),
+            ));
+        }
         let before = self.epoch.load(Ordering::Relaxed);
         let epoch = self.observe_epoch(&epoch);
         if epoch != before {
             // The caller holds positions of the old epoch; answer "no
             // history" so that it keeps them, sees the new epoch at its next
             // read and reports a gap, instead of reading new ids as old ones.
-            return Ok(Remote {
+            return Ok(reads
+                .iter()
+                .map(|_| Remote {
+                    page: Page::default(),
+                    bytes: 0,
+                })
+                .collect());
+        }
+        let mut out = Vec::with_capacity(reads.len());
+        for ((channel, _), (origin, oldest, last, bytes, items)) in reads.iter().zip(pages) {
+            let mut messages = Vec::with_capacity(items.len());
+            for raw in items {
+                let m = script::decode_message(channel, Bytes::from(raw), epoch).map_err(|e| {
+                    BusError::Unavailable(format!("redis: bad stored message: {e}"))
+                })?;
+                messages.push(Arc::new(m));
+            }
+            out.push(Remote {
                 page: Page {
-                    oldest: 1,
-                    ..Page::default()
+                    messages,
+                    origin,
+                    oldest,
+                    last,
                 },
-                bytes: 0,
+                bytes: bytes as usize,
             });
         }
-        let mut messages = Vec::with_capacity(items.len());
-        for raw in items {
-            let m = script::decode_message(channel, Bytes::from(raw), epoch)
-                .map_err(|e| BusError::Unavailable(format!("redis: bad stored message: {e}")))?;
-            messages.push(Arc::new(m));
-        }
-        Ok(Remote {
-            page: Page {
-                messages,
-                origin,
-                oldest,
-                last,
-            },
-            bytes: bytes as usize,
-        })
+        Ok(out)
     }
 
     fn watch(self: &Arc<Self>, channel: &ChannelName) -> Watch {

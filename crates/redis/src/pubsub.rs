@@ -5,7 +5,7 @@
 //! watchers come and go (the engine queues the changed channels and wakes
 //! it), pings the connection every check interval so that a silent Redis is
 //! noticed, and when the connection is lost it drops every cache (a lost
-//! connection may have lost notifications), reconnects with backoff,
+//! connection may have lost notifications), reconnects with jittered backoff,
 //! subscribes to every watched channel again and then wakes all watchers,
 //! who catch up from history. What it leaves out: what a notification means
 //! (the engine decides).
@@ -46,7 +46,7 @@ pub(crate) async fn run(
                         _ => "connection timed out".into(),
                     };
                     shared.set_pubsub_down(Some(format!("redis pub/sub: {why}")));
-                    sleep(backoff).await;
+                    sleep(jittered(backoff)).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
@@ -57,6 +57,15 @@ pub(crate) async fn run(
         shared.set_pubsub_down(Some(format!("redis pub/sub: {why}")));
         shared.forget_all();
     }
+}
+
+/// A wait of up to `backoff` ("full jitter", floored at the shortest
+/// backoff): instances that lost Redis together do not all come back in
+/// the same instant.
+fn jittered(backoff: Duration) -> Duration {
+    backoff
+        .mul_f64(rand::random_range(0.0..=1.0))
+        .max(MIN_BACKOFF)
 }
 
 /// Serves one connection until it fails; answers why it did.
@@ -150,5 +159,22 @@ async fn command(
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("subscribe timed out".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoffs_are_jittered_within_their_bound() {
+        let waits: Vec<_> = (0..200).map(|_| jittered(MAX_BACKOFF)).collect();
+        assert!(
+            waits
+                .iter()
+                .all(|w| (MIN_BACKOFF..=MAX_BACKOFF).contains(w))
+        );
+        let (min, max) = (waits.iter().min().unwrap(), waits.iter().max().unwrap());
+        assert!(*max - *min > MAX_BACKOFF / 2, "spread over the bound");
     }
 }

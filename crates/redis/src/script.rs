@@ -72,6 +72,24 @@ local function prune(meta, log, max_n, max_bytes, min_time)
   end
   return n, bytes
 end
+
+-- One channel's page: {origin, oldest, last, bytes, {elements}} after
+-- `after`, at most `limit` elements, once the history is pruned to its
+-- bounds (the time only read when the channel has messages).
+local function page(meta, log, after, limit, bounds)
+  local last = tonumber(redis.call('HGET', meta, 'last') or '0')
+  if last == 0 then return {0, 1, 0, 0, {}} end
+  local now_ms = clock_ms(bounds[4], now_us())
+  local n, bytes = prune(meta, log, bounds[1], bounds[2], now_ms - bounds[3])
+  local origin = tonumber(redis.call('HGET', meta, 'origin'))
+  local oldest = last + 1 - n
+  local start = math.max(after + 1 - oldest, 0)
+  local items = {}
+  if limit > 0 and start < n then
+    items = redis.call('LRANGE', log, start, start + limit - 1)
+  end
+  return {origin, oldest, last, bytes, items}
+end
 "#;
 
 /// KEYS: epoch, floor, order, then meta and log of each distinct channel.
@@ -128,25 +146,21 @@ redis.call('SET', KEYS[2], num(floor))
 return {epoch, now_ms, first, ids}
 "#;
 
-/// KEYS: epoch, meta, log. ARGV: candidate epoch, after, limit, max
-/// messages, max bytes, max age (ms), clock (ms, or empty for Redis's
-/// `TIME`).
-/// Answers `{epoch, origin, oldest, last, bytes, {elements}}`.
+/// KEYS: epoch, then meta and log of each channel. ARGV: candidate epoch,
+/// limit, max messages, max bytes, max age (ms), clock (ms, or empty for
+/// Redis's `TIME`), then the `after` of each channel.
+/// Answers `{epoch, {{origin, oldest, last, bytes, {elements}}, ...}}`: one
+/// page per channel, in order, so that a subscription's channels are read
+/// in one round trip.
 const READ: &str = r#"
 local epoch = epoch_of(KEYS[1], ARGV[1])
-local after, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
-local last = tonumber(redis.call('HGET', KEYS[2], 'last') or '0')
-if last == 0 then return {epoch, 0, 1, 0, 0, {}} end
-local now_ms = clock_ms(ARGV[7], now_us())
-local n, bytes = prune(KEYS[2], KEYS[3], tonumber(ARGV[4]), tonumber(ARGV[5]), now_ms - tonumber(ARGV[6]))
-local origin = tonumber(redis.call('HGET', KEYS[2], 'origin'))
-local oldest = last + 1 - n
-local start = math.max(after + 1 - oldest, 0)
-local items = {}
-if limit > 0 and start < n then
-  items = redis.call('LRANGE', KEYS[3], start, start + limit - 1)
+local limit = tonumber(ARGV[2])
+local bounds = {tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]}
+local pages = {}
+for i = 1, (#KEYS - 1) / 2 do
+  pages[i] = page(KEYS[2 * i], KEYS[2 * i + 1], tonumber(ARGV[6 + i]), limit, bounds)
 end
-return {epoch, origin, oldest, last, bytes, items}
+return {epoch, pages}
 "#;
 
 /// KEYS: epoch, meta, log. ARGV: candidate epoch, notification channel,

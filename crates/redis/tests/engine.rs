@@ -390,3 +390,39 @@ async fn channels_merge_in_publish_order_across_instances() {
     };
     assert_eq!((on("a"), on("b")), (vec!["a1", "a2"], vec!["b1", "b2"]));
 }
+
+/// Script calls Redis ran since the last `CONFIG RESETSTAT`.
+fn script_calls(redis: &RedisServer) -> u64 {
+    redis
+        .command(&["INFO", "commandstats"])
+        .iter()
+        .flat_map(|text| text.lines())
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn a_subscription_reads_its_channels_in_one_script_call() {
+    let Some(redis) = redis() else { return };
+    let bus = bus(&redis, herald_bus::Config::default()).await;
+    let channels: Vec<ChannelName> = (0..20).map(|i| ch(&format!("round-{i}"))).collect();
+    for c in &channels {
+        publish(&bus, c, "x").await;
+    }
+    redis.command(&["CONFIG", "RESETSTAT"]);
+    let mut sub = bus.subscribe(&channels, &Start::Last(1)).await.unwrap();
+    let batch = sub.poll(100).await.unwrap();
+    assert_eq!(batch.messages.len(), 20);
+    // Two reads of 20 channels: one call each (and perhaps the monitor's
+    // epoch check), not one per channel.
+    let calls = script_calls(&redis);
+    assert!((2..=3).contains(&calls), "{calls} script calls");
+}

@@ -3,9 +3,9 @@
 //! builds the gateway with [`Herald::connect`], as an embedder would, and
 //! hands it to [`run`](crate::run) until a signal.
 
-use std::process::ExitCode;
+use std::{io, net::SocketAddr, process::ExitCode};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::{Args, Config, Herald, run, run::shutdown_signal};
 
@@ -53,13 +53,12 @@ pub fn main() -> ExitCode {
 
 /// Binds both listeners, builds the gateway and serves until a signal.
 async fn serve(config: Config) -> Result<(), String> {
-    let bind = |addr| async move {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))
+    warn_if_backlog_capped(config.listen_backlog);
+    let bind = |addr| {
+        listen(addr, config.listen_backlog).map_err(|e| format!("cannot listen on {addr}: {e}"))
     };
-    let public = bind(config.public_addr).await?;
-    let internal = bind(config.internal_addr).await?;
+    let public = bind(config.public_addr)?;
+    let internal = bind(config.internal_addr)?;
     let herald = Herald::connect(config).await.map_err(|e| e.to_string())?;
     let (p, i) = (
         public.local_addr().map_err(|e| e.to_string())?,
@@ -69,4 +68,36 @@ async fn serve(config: Config) -> Result<(), String> {
     run(herald, public, internal, shutdown_signal())
         .await
         .map_err(|e| e.to_string())
+}
+
+/// A listener on `addr` whose kernel queue holds up to `backlog`
+/// connections not yet accepted (the standard library's bind asks for 128,
+/// which a reconnect storm overflows: the clients over it wait for a SYN
+/// retransmission, a second or more).
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+/// The kernel caps every listen backlog at `net.core.somaxconn`: say so
+/// when that is below the configured one.
+fn warn_if_backlog_capped(backlog: u32) {
+    let Some(max) = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+    else {
+        return;
+    };
+    if max < backlog {
+        tracing::warn!(
+            listen_backlog = backlog,
+            somaxconn = max,
+            "net.core.somaxconn caps the listen backlog below listen-backlog; raise it with sysctl -w net.core.somaxconn={backlog}"
+        );
+    }
 }

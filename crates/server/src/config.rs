@@ -42,7 +42,8 @@ pub struct Config {
     /// History bounds per channel. Defaults: 100 messages, 1 MiB, 10 min.
     pub history: herald_bus::Config,
     /// Subscription limits. Defaults: 32 channels per subscription, 1000
-    /// messages per response.
+    /// messages per response, 5 s for the engine reads before a hold,
+    /// stream or subscription starts.
     pub limits: Limits,
     /// Long-poll hold times. Defaults: 25 s when the client gives no
     /// `timeout`, at most 55 s whatever it asks.
@@ -51,9 +52,27 @@ pub struct Config {
     pub max_body: usize,
     /// Messages in one batch publish. Default 1000.
     pub max_batch: usize,
-    /// Open connections per listener; further clients wait in the accept
-    /// backlog. Default 50,000.
+    /// Open connections per listener, WebSockets included for their whole
+    /// life; a connection over it is answered 503 `overloaded` and closed.
+    /// Default 50,000.
     pub max_connections: usize,
+    /// Open connections per listener from one peer IP address, counted by
+    /// the socket's peer address (behind a reverse proxy every client is
+    /// the proxy: limit per client there). Default 0: no per-address cap.
+    pub max_connections_per_ip: usize,
+    /// Connections the kernel may queue on each listener before herald
+    /// accepts them (the `listen(2)` backlog), capped by the kernel's
+    /// `net.core.somaxconn`. Only listeners herald binds itself use it.
+    /// Default 4096.
+    pub listen_backlog: u32,
+    /// Time a connection's socket may accept no bytes while herald has
+    /// bytes for it before the connection is closed; also the sockets'
+    /// `TCP_USER_TIMEOUT` on Linux. Default 30 s.
+    pub send_timeout: Duration,
+    /// Time a connection served by hyper (HTTP/2, and HTTP/1.1 outside the
+    /// lean path) may have no request in progress before it is closed.
+    /// Default 60 s.
+    pub idle_timeout: Duration,
     /// Time a client has to send its request headers. Default 10 s.
     pub header_read_timeout: Duration,
     /// Time a publish or admin request may take. Default 30 s.
@@ -61,6 +80,18 @@ pub struct Config {
     /// Time given to open requests and streams to end after a shutdown
     /// signal before the process exits anyway. Default 10 s.
     pub drain_timeout: Duration,
+    /// Window over which a drain spreads the ends of held requests and
+    /// streams, each at a random point of it, so that their clients do not
+    /// all come back at the same instant. At most half of `drain_timeout`
+    /// is used (a longer one is cut to that, so that the drain ends in
+    /// time); zero ends them all at once. Default 5 s.
+    pub drain_spread: Duration,
+    /// Host names (with or without a port) the internal listener answers
+    /// to; other `Host` headers get 403 `host_not_allowed` (the DNS
+    /// rebinding defence). Default empty: loopback names (`localhost`,
+    /// `127.0.0.1`, `[::1]`) when the internal listener is on a loopback
+    /// address, no check otherwise (with a warning at start).
+    pub internal_hosts: Vec<String>,
     /// Origins allowed to subscribe cross-origin (CORS) on the public
     /// listener; `*` allows any. Default `*`.
     pub cors_origins: Vec<String>,
@@ -68,8 +99,9 @@ pub struct Config {
     /// (default 15 s) and maximum stream lifetime (default none).
     pub sse: herald_sse::Config,
     /// The WebSocket transport. Defaults: ping every 20 s, 20 s to answer,
-    /// 64 KiB frames, 10 bad frames, 100 subscriptions per connection, any
-    /// origin, `gap` for slow readers.
+    /// 30 s for the socket to accept writes, 64 KiB frames, 10 bad frames,
+    /// 100 subscriptions per connection, 10 subscribe/unsubscribe frames
+    /// per second (30 at once), any origin, `gap` for slow readers.
     pub ws: herald_ws::Config,
     /// Subscriber authorization. Default: none, every channel public.
     pub auth: herald_auth::Config,
@@ -89,9 +121,15 @@ impl Default for Config {
             max_body: 64 * 1024,
             max_batch: 1000,
             max_connections: 50_000,
+            max_connections_per_ip: 0,
+            listen_backlog: 4096,
+            send_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
+            drain_spread: Duration::from_secs(5),
+            internal_hosts: Vec::new(),
             cors_origins: vec!["*".into()],
             sse: herald_sse::Config::default(),
             ws: herald_ws::Config::default(),
@@ -114,9 +152,15 @@ impl fmt::Debug for Config {
             max_body,
             max_batch,
             max_connections,
+            max_connections_per_ip,
+            listen_backlog,
+            send_timeout,
+            idle_timeout,
             header_read_timeout,
             request_timeout,
             drain_timeout,
+            drain_spread,
+            internal_hosts,
             cors_origins,
             sse,
             ws,
@@ -134,9 +178,15 @@ impl fmt::Debug for Config {
             .field("max_body", max_body)
             .field("max_batch", max_batch)
             .field("max_connections", max_connections)
+            .field("max_connections_per_ip", max_connections_per_ip)
+            .field("listen_backlog", listen_backlog)
+            .field("send_timeout", send_timeout)
+            .field("idle_timeout", idle_timeout)
             .field("header_read_timeout", header_read_timeout)
             .field("request_timeout", request_timeout)
             .field("drain_timeout", drain_timeout)
+            .field("drain_spread", drain_spread)
+            .field("internal_hosts", internal_hosts)
             .field("cors_origins", cors_origins)
             .field("sse", sse)
             .field("ws", ws)
@@ -192,6 +242,12 @@ impl fmt::Display for EngineKind {
 pub struct ConfigError(pub String);
 
 impl Config {
+    /// The drain spread in force: `drain_spread`, cut to half of
+    /// `drain_timeout`.
+    pub(crate) fn effective_drain_spread(&self) -> Duration {
+        self.drain_spread.min(self.drain_timeout / 2)
+    }
+
     /// Checks the values against each other. Fails naming the first option
     /// that is out of range.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -232,10 +288,19 @@ impl Config {
             ("header-read-timeout", self.header_read_timeout),
             ("request-timeout", self.request_timeout),
             ("drain-timeout", self.drain_timeout),
+            ("setup-timeout", self.limits.setup_timeout),
+            ("send-timeout", self.send_timeout),
+            ("idle-timeout", self.idle_timeout),
         ] {
             if value.is_zero() {
                 return Err(ConfigError(format!("{name} must be at least 1 second")));
             }
+        }
+        if self.listen_backlog == 0 {
+            return fail("listen-backlog must be at least 1");
+        }
+        if !origins_valid(&self.internal_hosts) || self.internal_hosts.iter().any(|h| h == "*") {
+            return fail("internal-hosts must be a comma-separated list of host names");
         }
         if self.cors_origins.is_empty() {
             return fail("cors-origins must name at least one origin, or `*`");
@@ -331,6 +396,12 @@ impl Config {
         if ws.max_subscriptions == 0 {
             return fail("ws-max-subscriptions must be at least 1");
         }
+        if ws.frame_rate == 0 {
+            return fail("ws-frame-rate must be at least 1 frame per second");
+        }
+        if ws.frame_burst == 0 {
+            return fail("ws-frame-burst must be at least 1");
+        }
         if !origins_valid(&ws.origins) {
             return fail("ws-origins must be a comma-separated list of origins");
         }
@@ -363,8 +434,59 @@ mod tests {
         c.ws.max_bad_frames = 0;
         assert!(c.validate().unwrap_err().0.contains("ws-max-bad-frames"));
         let mut c = Config::default();
+        c.ws.frame_rate = 0;
+        assert!(c.validate().unwrap_err().0.contains("ws-frame-rate"));
+        let mut c = Config::default();
+        c.ws.frame_burst = 0;
+        assert!(c.validate().unwrap_err().0.contains("ws-frame-burst"));
+        let mut c = Config::default();
+        c.limits.setup_timeout = Duration::ZERO;
+        assert!(c.validate().unwrap_err().0.contains("setup-timeout"));
+        let mut c = Config::default();
         c.ws.origins = vec!["bad\norigin".into()];
         assert!(c.validate().unwrap_err().0.contains("ws-origins"));
+    }
+
+    #[test]
+    fn connection_options_are_checked_by_name() {
+        for (c, option) in [
+            (
+                Config {
+                    send_timeout: Duration::ZERO,
+                    ..Config::default()
+                },
+                "send-timeout",
+            ),
+            (
+                Config {
+                    listen_backlog: 0,
+                    ..Config::default()
+                },
+                "listen-backlog",
+            ),
+            (
+                Config {
+                    internal_hosts: vec!["*".into()],
+                    ..Config::default()
+                },
+                "internal-hosts",
+            ),
+        ] {
+            assert!(c.validate().unwrap_err().0.contains(option), "{option}");
+        }
+    }
+
+    #[test]
+    fn the_drain_spread_fits_in_the_drain() {
+        let secs = Duration::from_secs;
+        let c = Config::default();
+        assert_eq!(c.effective_drain_spread(), secs(5));
+        let c = Config {
+            drain_timeout: secs(4),
+            ..Config::default()
+        };
+        c.validate().unwrap();
+        assert_eq!(c.effective_drain_spread(), secs(2));
     }
 
     #[test]

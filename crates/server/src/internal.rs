@@ -3,6 +3,13 @@
 //! Publishing answers once the engine has stored the message (202), never
 //! after delivery: fan-out to subscribers happens after the answer, so a
 //! publisher's latency does not grow with the number of subscribers.
+//!
+//! The listener serves backends, never browsers. A web page on the same
+//! host could otherwise publish with a `text/plain` POST (no preflight) or,
+//! through DNS rebinding, read and delete: so a request carrying `Origin`
+//! is refused, the `Host` must be one of the internal names, and a batch
+//! must say it is JSON (which a page cannot send without a preflight that
+//! this listener never answers).
 
 use bytes::Bytes;
 use herald_bus::{Bus, ChannelName, Draft, EventName, Health, Payload};
@@ -15,11 +22,16 @@ use subtle::ConstantTimeEq;
 
 use crate::Config;
 
+/// The host names a loopback internal listener answers by default.
+const LOOPBACK_HOSTS: &[&str] = &["localhost", "127.0.0.1", "[::1]"];
+
 /// The internal routes, before tower layers.
 pub(crate) struct Internal {
     bus: Bus,
     token: Option<String>,
     max_batch: usize,
+    /// Lower-case `Host` names (a port optional) answered; `None`: any.
+    hosts: Option<Vec<String>>,
 }
 
 impl Internal {
@@ -28,6 +40,7 @@ impl Internal {
             bus,
             token: config.publish_token.clone(),
             max_batch: config.max_batch,
+            hosts: allowed_hosts(config),
         }
     }
 
@@ -44,6 +57,7 @@ impl Internal {
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        self.refuse_browsers(&req)?;
         self.authorize(&req)?;
         let path = req.uri().path().to_owned();
         match Route::parse(Listener::Internal, req.method(), &path)? {
@@ -54,6 +68,29 @@ impl Internal {
             Route::Health => Ok(self.health()),
             // The public listener's routes never parse here.
             _ => Err(Error::from(Code::NotFound)),
+        }
+    }
+
+    /// Refuses what a browser page would send: an `Origin`, or a `Host`
+    /// outside the internal names.
+    fn refuse_browsers<B>(&self, req: &Request<B>) -> Result<(), Error> {
+        if req.headers().contains_key(header::ORIGIN) {
+            return Err(Error::new(
+                Code::OriginNotAllowed,
+                "the internal listener does not serve browser pages",
+            ));
+        }
+        let Some(hosts) = &self.hosts else {
+            return Ok(());
+        };
+        let host = header_str(req.headers(), &header::HOST)
+            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+        match host {
+            Some(host) if !host_allowed(host, hosts) => Err(Error::new(
+                Code::HostNotAllowed,
+                "this host name is not one of internal-hosts",
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -122,6 +159,12 @@ impl Internal {
             event: Option<&'a str>,
             #[serde(borrow)]
             data: &'a RawValue,
+        }
+        if !header_str(req.headers(), &header::CONTENT_TYPE).is_some_and(is_json_type) {
+            return Err(Error::new(
+                Code::InvalidJson,
+                "a batch must be sent with Content-Type: application/json",
+            ));
         }
         let body = read_body(req.into_body()).await?;
         let text = std::str::from_utf8(&body)
@@ -222,6 +265,61 @@ impl Internal {
     }
 }
 
+/// The `Host` names the internal listener answers: `internal-hosts` when
+/// set; else the loopback names when it listens on loopback; else any.
+fn allowed_hosts(config: &Config) -> Option<Vec<String>> {
+    if !config.internal_hosts.is_empty() {
+        return Some(
+            config
+                .internal_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+        );
+    }
+    config
+        .internal_addr
+        .ip()
+        .is_loopback()
+        .then(|| LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect())
+}
+
+/// Whether `host` (a `Host` header, a port optional) is one of `allowed`:
+/// an entry with a port must match whole, one without matches any port.
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let host = host.trim().to_ascii_lowercase();
+    let name = without_port(&host);
+    allowed.iter().any(|a| *a == host || a == name)
+}
+
+/// `host` without its `:port`, brackets of an IPv6 address kept.
+fn without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    }
+}
+
+/// Logs at start what leaves the internal listener open to more than the
+/// backends on this host: a non-loopback address without a publish token,
+/// or without `internal-hosts`.
+pub(crate) fn warn_if_exposed(config: &Config, addr: std::net::SocketAddr) {
+    if addr.ip().is_loopback() {
+        return;
+    }
+    if config.publish_token.is_none() {
+        tracing::warn!(%addr, "the internal listener is not on loopback and no publish-token is set: anyone who reaches it can publish and delete");
+    }
+    if config.internal_hosts.is_empty() {
+        tracing::warn!(%addr, "the internal listener is not on loopback and internal-hosts is not set: any Host header is answered (set it to defend against DNS rebinding)");
+    }
+}
+
 /// Compares a given token with the secret in time that depends only on the
 /// secret's length, so that neither the secret's bytes nor its length leak.
 fn same_secret(given: &[u8], secret: &[u8]) -> bool {
@@ -272,5 +370,51 @@ where
                 ))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_match_with_or_without_a_port() {
+        let loopback: Vec<String> = LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect();
+        for ok in [
+            "localhost",
+            "LOCALHOST:8081",
+            "127.0.0.1:1",
+            "[::1]:8081",
+            "[::1]",
+        ] {
+            assert!(host_allowed(ok, &loopback), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8081",
+            "127.0.0.2",
+            "localhost.evil:80",
+            "[::2]:80",
+            "",
+        ] {
+            assert!(!host_allowed(bad, &loopback), "{bad}");
+        }
+        let listed = vec!["herald.internal".to_string(), "10.0.0.5:8081".to_string()];
+        assert!(host_allowed("herald.internal:9000", &listed));
+        assert!(host_allowed("10.0.0.5:8081", &listed));
+        assert!(
+            !host_allowed("10.0.0.5:9000", &listed),
+            "a listed port must match"
+        );
+    }
+
+    #[test]
+    fn default_hosts_follow_the_listener_address() {
+        let mut c = Config::default();
+        assert!(allowed_hosts(&c).is_some_and(|h| h.contains(&"localhost".to_string())));
+        c.internal_addr = "0.0.0.0:8081".parse().unwrap();
+        assert_eq!(allowed_hosts(&c), None);
+        c.internal_hosts = vec!["Herald.Internal".into()];
+        assert_eq!(allowed_hosts(&c), Some(vec!["herald.internal".to_string()]));
     }
 }

@@ -12,6 +12,12 @@
 //! from a buffer that lives only for that write. An idle stream then costs
 //! its task, its response body and its subscription.
 //!
+//! A reader that stops reading costs one frame: the next is pulled from
+//! the response body only once the socket took the last, and a socket that
+//! takes no byte for the send timeout closes the connection. During a
+//! drain the last bytes of each held response wait a random part of the
+//! drain spread, and a head not yet written says `connection: close`.
+//!
 //! It serves only what it fully understands: `GET` or `HEAD` over
 //! HTTP/1.1 on a held route, with no request body and no upgrade. Anything
 //! else (HTTP/2, HTTP/1.0, other routes and methods, a head that is
@@ -64,6 +70,12 @@ pub(crate) struct Lean {
     /// Time to receive a whole head, counted from when the connection is
     /// idle.
     pub header_read_timeout: Duration,
+    /// Time the socket may take no bytes of a response before the
+    /// connection is closed.
+    pub send_timeout: Duration,
+    /// During a drain, the last bytes of a held response wait a random part
+    /// of this window, so that clients do not all come back at once.
+    pub drain_spread: Duration,
 }
 
 /// How a connection left the lean path.
@@ -101,9 +113,12 @@ pub(crate) async fn serve(stream: TcpStream, lean: &Lean, stop: &CancellationTok
             res = lean.routes.service.clone().oneshot(req) => match res { Ok(r) => r, Err(e) => match e {} },
             () = gone(&stream, &mut buf, lean.max_head) => return Outcome::Closed,
         };
-        if respond(&stream, res, head_only, close, &mut buf, lean.max_head)
-            .await
-            .is_err()
+        let out = Out {
+            stream: &stream,
+            lean,
+            stop,
+        };
+        if out.respond(res, head_only, close, &mut buf).await.is_err()
             || close
             || stop.is_cancelled()
         {
@@ -247,65 +262,111 @@ async fn gone(stream: &TcpStream, pending: &mut BytesMut, max: usize) {
     }
 }
 
-/// Writes `res`: the head, then the body with its length when it is known
-/// (one write for head and body), chunked when it is a stream (the head
-/// goes out with the first frame if that one is ready, then one write per
-/// frame). Fails when the client has gone.
-async fn respond(
-    stream: &TcpStream,
-    res: Response<Body>,
-    head_only: bool,
-    close: bool,
-    pending: &mut BytesMut,
-    max: usize,
-) -> io::Result<()> {
-    let (parts, mut body) = res.into_parts();
-    let bodiless = head_only
-        || parts.status.is_informational()
-        || parts.status == StatusCode::NO_CONTENT
-        || parts.status == StatusCode::NOT_MODIFIED;
-    let length = body.size_hint().exact();
-    let mut out = head(&parts, length, close, bodiless && !head_only);
-    if bodiless {
-        return write(stream, &out).await;
-    }
-    if length.is_some() {
-        while let Some(frame) = body.frame().await {
+/// Where a response goes: the socket, under the lean path's deadlines.
+struct Out<'a> {
+    stream: &'a TcpStream,
+    lean: &'a Lean,
+    stop: &'a CancellationToken,
+}
+
+impl Out<'_> {
+    /// Writes `res`: the head, then the body with its length when it is
+    /// known (one write for head and body), chunked when it is a stream
+    /// (the head goes out with the first frame if that one is ready, then
+    /// one write per frame). At most one frame is held at a time: the next
+    /// is pulled from the body only once the socket took the last. During
+    /// a drain the head says `connection: close` (when it has not gone out
+    /// yet) and the response's last bytes wait a random part of the drain
+    /// spread. Fails when the client has gone or took nothing for the send
+    /// timeout.
+    async fn respond(
+        &self,
+        res: Response<Body>,
+        head_only: bool,
+        close: bool,
+        pending: &mut BytesMut,
+    ) -> io::Result<()> {
+        let (parts, mut body) = res.into_parts();
+        let bodiless = head_only
+            || parts.status.is_informational()
+            || parts.status == StatusCode::NO_CONTENT
+            || parts.status == StatusCode::NOT_MODIFIED;
+        let length = body.size_hint().exact();
+        let head = |close| head(&parts, length, close, bodiless && !head_only);
+        if bodiless {
+            self.spread().await;
+            return self.write(&head(close || self.stop.is_cancelled())).await;
+        }
+        if length.is_some() {
+            let mut data = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let Ok(d) = frame.unwrap_or_else(|e| match e {}).into_data() else {
+                    continue;
+                };
+                data.extend_from_slice(&d);
+            }
+            // A long poll answers when the drain starts: this is where its
+            // answers are spread.
+            self.spread().await;
+            let mut out = head(close || self.stop.is_cancelled());
+            out.extend_from_slice(&data);
+            return self.write(&out).await;
+        }
+        let mut out = head(close || self.stop.is_cancelled());
+        let mut first = body.frame().now_or_never();
+        if first.is_none() {
+            self.write(&out).await?;
+            out.clear();
+        }
+        loop {
+            let frame = match first.take() {
+                Some(f) => f,
+                None => tokio::select! {
+                    f = body.frame() => f,
+                    () = gone(self.stream, pending, self.lean.max_head) => return Err(io::ErrorKind::ConnectionAborted.into()),
+                },
+            };
+            let Some(frame) = frame else { break };
             let Ok(data) = frame.unwrap_or_else(|e| match e {}).into_data() else {
                 continue;
             };
+            if data.is_empty() {
+                continue;
+            }
+            let _ = write!(out, "{:x}\r\n", data.len());
             out.extend_from_slice(&data);
+            out.extend_from_slice(b"\r\n");
+            self.write(&out).await?;
+            out = Vec::new();
         }
-        return write(stream, &out).await;
+        self.spread().await;
+        out.extend_from_slice(b"0\r\n\r\n");
+        self.write(&out).await
     }
-    let mut first = body.frame().now_or_never();
-    if first.is_none() {
-        write(stream, &out).await?;
-        out.clear();
-    }
-    loop {
-        let frame = match first.take() {
-            Some(f) => f,
-            None => tokio::select! {
-                f = body.frame() => f,
-                () = gone(stream, pending, max) => return Err(io::ErrorKind::ConnectionAborted.into()),
-            },
-        };
-        let Some(frame) = frame else { break };
-        let Ok(data) = frame.unwrap_or_else(|e| match e {}).into_data() else {
-            continue;
-        };
-        if data.is_empty() {
-            continue;
+
+    /// During a drain, waits a random part of the drain spread.
+    async fn spread(&self) {
+        let window = self.lean.drain_spread;
+        if self.stop.is_cancelled() && !window.is_zero() {
+            tokio::time::sleep(window.mul_f64(rand::random::<f64>())).await;
         }
-        let _ = write!(out, "{:x}\r\n", data.len());
-        out.extend_from_slice(&data);
-        out.extend_from_slice(b"\r\n");
-        write(stream, &out).await?;
-        out = Vec::new();
     }
-    out.extend_from_slice(b"0\r\n\r\n");
-    write(stream, &out).await
+
+    /// Writes all of `bytes`. Fails when the socket fails, or takes no
+    /// byte for the send timeout (a reader that stopped reading).
+    async fn write(&self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            tokio::time::timeout(self.lean.send_timeout, self.stream.writable())
+                .await
+                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+            match self.stream.try_write(bytes) {
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The response head. The framing headers are this path's own: whatever
@@ -348,16 +409,4 @@ fn head(
     out.extend_from_slice(httpdate::fmt_http_date(SystemTime::now()).as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
     out
-}
-
-async fn write(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        stream.writable().await?;
-        match stream.try_write(bytes) {
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

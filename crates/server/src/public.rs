@@ -25,7 +25,15 @@ impl Public {
             poll: Poll::new(ctx.clone()),
             longpoll: LongPoll::new(ctx.clone(), config.longpoll.clone()),
             sse: Sse::new(ctx.clone(), config.sse.clone()),
-            ws: Ws::new(ctx, config.ws.clone(), tasks),
+            // One send deadline for every transport: `--send-timeout`.
+            ws: Ws::new(
+                ctx,
+                herald_ws::Config {
+                    send_timeout: config.send_timeout,
+                    ..config.ws.clone()
+                },
+                tasks,
+            ),
         }
     }
 

@@ -9,15 +9,17 @@
 use std::{future::Future, io};
 
 use herald_http::{Listener, Route};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{Herald, lean, serve};
+use crate::{Herald, internal, lean, serve};
 
 /// Serves `herald` on both listeners until `signal` resolves, then drains:
-/// stops accepting, tells every long-lived response to end, and waits for
-/// open connections and tasks for at most the configured drain time.
+/// stops accepting, tells every long-lived response to end (held HTTP/1.1
+/// responses end spread over the configured drain spread), and waits for
+/// open connections and tasks for at most the configured drain time. The
+/// listeners keep the backlog they were made with; warnings about an
+/// exposed internal listener are logged at start.
 pub async fn run(
     herald: Herald,
     public: TcpListener,
@@ -25,26 +27,34 @@ pub async fn run(
     signal: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let config = herald.config().clone();
-    let graceful = GracefulShutdown::new();
+    if let Ok(addr) = internal.local_addr() {
+        internal::warn_if_exposed(&config, addr);
+    }
+    let connections = TaskTracker::new();
     let stop = CancellationToken::new();
     let limits = || serve::ConnLimits {
         max_connections: config.max_connections,
+        max_connections_per_ip: config.max_connections_per_ip,
         header_read_timeout: config.header_read_timeout,
+        send_timeout: config.send_timeout,
+        idle_timeout: config.idle_timeout,
+        drain_spread: config.effective_drain_spread(),
     };
     let lean = lean::Routes {
         service: herald.public_service(),
         held,
     };
     tokio::select! {
-        () = serve::accept(public, herald.public_service(), Some(lean), limits(), &graceful, stop.clone()) => {}
-        () = serve::accept(internal, herald.internal_service(), None, limits(), &graceful, stop.clone()) => {}
+        () = serve::accept(public, herald.public_service(), Some(lean), limits(), connections.clone(), stop.clone()) => {}
+        () = serve::accept(internal, herald.internal_service(), None, limits(), connections.clone(), stop.clone()) => {}
         () = signal => {}
     }
     tracing::info!("shutting down: no longer accepting connections");
     stop.cancel();
     herald.shutdown();
     let drained = async {
-        graceful.shutdown().await;
+        connections.close();
+        connections.wait().await;
         herald.drained().await;
     };
     if tokio::time::timeout(config.drain_timeout, drained)

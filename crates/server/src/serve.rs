@@ -1,26 +1,52 @@
 //! Accepting connections: hyper-util's auto builder (HTTP/1.1 and cleartext
-//! HTTP/2) on each listener, a cap on open connections, a header read
-//! timeout, and connection-level graceful shutdown.
+//! HTTP/2) on each listener, the connection limits, the socket options that
+//! find dead peers, the idle limit, and connection-level graceful shutdown.
+//!
+//! Every accepted connection either gets a place under the limits (a
+//! [`ConnectionPermit`], held for as long as the connection lives, which
+//! for a WebSocket is the life of the transport's task: the permit travels
+//! in the request's extensions) or is answered 503 `overloaded` and closed
+//! at once. The kernel's backlog never becomes a waiting room, so a
+//! client at the cap learns it in one round trip instead of timing out.
 //!
 //! Graceful shutdown here only stops accepting and lets in-flight requests
-//! finish; long-lived responses end because their transports watch the
-//! shutdown token (see `Herald::shutdown`). Upgraded WebSocket connections
-//! are tracked by the transport's task tracker, not by this module.
+//! finish (HTTP/1.1 responses then say `connection: close`); long-lived
+//! responses end because their transports watch the shutdown token (see
+//! `Herald::shutdown`). Upgraded WebSocket connections are tracked by the
+//! transport's task tracker, not by this module. What it leaves out: the
+//! listen backlog (binary.rs binds the listeners) and reading a client
+//! address from proxy headers (the per-address cap counts peers).
 
-use std::{convert::Infallible, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    net::IpAddr,
+    pin::Pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use bytes::Bytes;
-use herald_http::Body;
-use http::{Request, Response};
+use herald_http::{Body, Code, ConnectionPermit, Public};
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
+use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+    server::conn::auto,
     service::TowerToHyperService,
 };
-use tokio::{net::TcpListener, sync::Semaphore};
-use tokio_util::sync::CancellationToken;
-use tower::util::BoxCloneSyncService;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::{Notify, Semaphore},
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tower::{ServiceExt, service_fn, util::BoxCloneSyncService};
 
 use crate::{
     lean::{self, Lean, Outcome},
@@ -30,14 +56,41 @@ use crate::{
 /// The largest request head, on both paths.
 const MAX_HEAD: usize = 16 * 1024;
 
+/// Refused connections being answered at once; past this many, further
+/// ones are closed without an answer.
+const MAX_REFUSING: usize = 256;
+
+/// The most a refused connection is kept: time to read its request and
+/// take the answer.
+const REFUSE_TIME: Duration = Duration::from_secs(1);
+
+/// The most an idle connection's goodbye may take.
+const IDLE_GOODBYE: Duration = Duration::from_secs(1);
+
+/// Why a connection's serving stopped.
+enum Ended<R> {
+    Done(R),
+    Draining,
+    Idle,
+}
+
+/// Idle time before the kernel starts probing a silent peer, and the
+/// interval of its probes.
+const KEEPALIVE_TIME: Duration = Duration::from_secs(60);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Per-listener connection settings.
 pub(crate) struct ConnLimits {
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
     pub header_read_timeout: Duration,
+    pub send_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub drain_spread: Duration,
 }
 
 /// Accepts on `listener` until `stop` is cancelled, serving each connection
-/// with `service` under `graceful`'s watch. With `lean`, a connection's held
+/// with `service` on a task of `tracker`. With `lean`, a connection's held
 /// requests are served by the lean path first (see `lean.rs`) and hyper
 /// takes over at the first request that path does not serve.
 pub(crate) async fn accept(
@@ -45,7 +98,7 @@ pub(crate) async fn accept(
     service: BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible>,
     lean: Option<lean::Routes>,
     limits: ConnLimits,
-    graceful: &GracefulShutdown,
+    tracker: TaskTracker,
     stop: CancellationToken,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -56,8 +109,8 @@ pub(crate) async fn accept(
         // Small idle connections matter more than a large read buffer: a
         // subscriber sends one request and then only reads.
         .max_buf_size(MAX_HEAD);
-    // HTTP/2 has no header read timeout; keep-alive pings find dead peers
-    // (and idle connections that hold no stream) instead.
+    // HTTP/2 has no header read timeout; keep-alive pings find dead peers,
+    // the idle limit below closes live ones that hold no stream.
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -69,14 +122,18 @@ pub(crate) async fn accept(
             routes,
             max_head: MAX_HEAD,
             header_read_timeout: limits.header_read_timeout,
+            send_timeout: limits.send_timeout,
+            drain_spread: limits.drain_spread,
         })
     });
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let gate = Arc::new(Gate {
+        max: limits.max_connections,
+        max_per_ip: limits.max_connections_per_ip,
+        open: Mutex::default(),
+    });
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
+    let refusal = overloaded();
     loop {
-        let permit = tokio::select! {
-            _ = stop.cancelled() => return,
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-        };
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
             r = listener.accept() => match r {
@@ -90,30 +147,345 @@ pub(crate) async fn accept(
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
-        // Watching from the start, so that a drain waits for connections
-        // that are still on the lean path.
-        let watcher = graceful.watcher();
+        let Some(permit) = gate.enter(peer.ip()) else {
+            tracing::debug!(%peer, "connection refused: over a connection limit");
+            if let Ok(slot) = refusing.clone().try_acquire_owned() {
+                let refusal = refusal.clone();
+                tokio::spawn(async move {
+                    refuse(stream, &refusal).await;
+                    drop(slot);
+                });
+            }
+            continue;
+        };
+        tune(&stream, limits.send_timeout);
         let (builder, service, lean, stop) =
             (builder.clone(), service.clone(), lean.clone(), stop.clone());
-        tokio::spawn(async move {
+        let idle_timeout = limits.idle_timeout;
+        // Tracked from the start, so that a drain waits for connections
+        // that are still on the lean path.
+        tracker.spawn(async move {
             let (stream, prefix) = match &lean {
                 Some(lean) => match lean::serve(stream, lean, &stop).await {
-                    Outcome::Closed => return drop((permit, watcher)),
+                    Outcome::Closed => return,
                     Outcome::Handover(stream, prefix) => (stream, prefix),
                 },
                 None => (stream, Bytes::new()),
             };
-            let conn = builder
-                .serve_connection_with_upgrades(
-                    TokioIo::new(Rewind::new(stream, prefix)),
-                    TowerToHyperService::new(service),
-                )
-                .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
+            let activity = Arc::new(Activity::default());
+            let service = carrying(service, permit, activity.clone(), stop.clone());
+            let conn = builder.serve_connection_with_upgrades(
+                TokioIo::new(Rewind::new(stream, prefix)),
+                TowerToHyperService::new(service),
+            );
+            tokio::pin!(conn);
+            let ended = tokio::select! {
+                r = conn.as_mut() => Ended::Done(r),
+                () = stop.cancelled() => Ended::Draining,
+                () = activity.idle(idle_timeout) => Ended::Idle,
+            };
+            let result = match ended {
+                Ended::Done(r) => r,
+                Ended::Draining => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+                Ended::Idle => {
+                    // Nothing is in progress: HTTP/2's goodbye needs one
+                    // round trip, which a peer that does not answer does
+                    // not get to stretch.
+                    conn.as_mut().graceful_shutdown();
+                    tokio::time::timeout(IDLE_GOODBYE, conn)
+                        .await
+                        .unwrap_or(Ok(()))
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
-            drop(permit);
         });
+    }
+}
+
+/// Socket options of an accepted connection: no Nagle delay; keep-alive
+/// probes, so that a peer that vanished is noticed on an idle connection;
+/// and on Linux a user timeout, so that data the peer never acknowledges
+/// (a zero window included) ends the connection after `send_timeout`.
+fn tune(stream: &TcpStream, send_timeout: Duration) {
+    let _ = stream.set_nodelay(true);
+    let socket = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_TIME)
+        .with_interval(KEEPALIVE_INTERVAL);
+    if let Err(e) = socket.set_tcp_keepalive(&keepalive) {
+        tracing::debug!(error = %e, "cannot set TCP keep-alive");
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(e) = socket.set_tcp_user_timeout(Some(send_timeout)) {
+        tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT");
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = send_timeout;
+}
+
+/// The connection limits of one listener: open connections in all and per
+/// peer address.
+struct Gate {
+    max: usize,
+    /// 0: no per-address cap.
+    max_per_ip: usize,
+    open: Mutex<Open>,
+}
+
+#[derive(Default)]
+struct Open {
+    total: usize,
+    by_ip: HashMap<IpAddr, usize>,
+}
+
+impl Gate {
+    /// A place for a connection from `ip`, or `None` when a cap is reached.
+    fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionPermit> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.total >= self.max {
+            return None;
+        }
+        if self.max_per_ip > 0 {
+            let n = open.by_ip.entry(ip).or_default();
+            if *n >= self.max_per_ip {
+                return None;
+            }
+            *n += 1;
+        }
+        open.total += 1;
+        Some(ConnectionPermit::new(Place {
+            gate: self.clone(),
+            ip,
+        }))
+    }
+}
+
+/// One connection's place under a [`Gate`], given back on drop.
+struct Place {
+    gate: Arc<Gate>,
+    ip: IpAddr,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut open = self.gate.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.total -= 1;
+        if self.gate.max_per_ip > 0
+            && let Some(n) = open.by_ip.get_mut(&self.ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                open.by_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// The answer to a connection over a cap: 503 with the JSON error, and the
+/// connection closes.
+fn overloaded() -> Bytes {
+    let code = Code::Overloaded;
+    let mut body = String::from("{\"error\":{");
+    Public {
+        code,
+        message: code.message(),
+        request_id: None,
+    }
+    .write_fields(&mut body);
+    body.push_str("}}");
+    Bytes::from(format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ))
+}
+
+/// Answers a refused connection and closes it, within [`REFUSE_TIME`]. The
+/// request is read first (what has arrived of it), so that the close does
+/// not reset the connection under the answer.
+async fn refuse(mut stream: TcpStream, answer: &[u8]) {
+    let _ = tokio::time::timeout(REFUSE_TIME, async {
+        let mut buf = [0u8; 2048];
+        let _ = tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await;
+        stream.write_all(answer).await?;
+        stream.shutdown().await?;
+        while stream.read(&mut buf).await? > 0 {}
+        std::io::Result::Ok(())
+    })
+    .await;
+}
+
+/// `service`, with the connection's permit in every request's extensions
+/// (a WebSocket upgrade takes it along), each request counted as activity
+/// until its response body is dropped, and `connection: close` on HTTP/1.1
+/// responses made once the drain has begun (hyper closes the connection
+/// after them, and says so only when it is not already writing one).
+fn carrying(
+    service: BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible>,
+    permit: ConnectionPermit,
+    activity: Arc<Activity>,
+    stop: CancellationToken,
+) -> BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible> {
+    BoxCloneSyncService::new(service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(permit.clone());
+        let busy = activity.begin();
+        let http1 = req.version() == Version::HTTP_11;
+        let answer = service.clone().oneshot(req);
+        let stop = stop.clone();
+        async move {
+            let mut res = answer.await?;
+            if http1 && stop.is_cancelled() && res.status() != StatusCode::SWITCHING_PROTOCOLS {
+                res.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok(res.map(|body| Body::new(Counted { body, _busy: busy })))
+        }
+    }))
+}
+
+/// A response body that keeps its request counted as in progress until
+/// it is dropped; otherwise the body itself, length included.
+struct Counted {
+    body: Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Requests in progress on one connection, for the idle limit.
+#[derive(Default)]
+struct Activity {
+    in_flight: AtomicUsize,
+    changed: Notify,
+}
+
+/// One request in progress; ends when dropped.
+struct Busy(Arc<Activity>);
+
+impl Activity {
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
+        Busy(self.clone())
+    }
+
+    /// Resolves once no request has been in progress for `limit`.
+    async fn idle(&self, limit: Duration) {
+        loop {
+            let changed = self.changed.notified();
+            if self.in_flight.load(Ordering::SeqCst) > 0 {
+                changed.await;
+            } else if tokio::time::timeout(limit, changed).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate(max: usize, max_per_ip: usize) -> Arc<Gate> {
+        Arc::new(Gate {
+            max,
+            max_per_ip,
+            open: Mutex::default(),
+        })
+    }
+
+    #[test]
+    fn the_gate_counts_connections_in_all_and_per_address() {
+        let (a, b): (IpAddr, IpAddr) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+        let g = gate(3, 2);
+        let a1 = g.enter(a).unwrap();
+        let _a2 = g.enter(a).unwrap();
+        assert!(g.enter(a).is_none(), "a third from one address");
+        let _b1 = g.enter(b).unwrap();
+        assert!(g.enter(b).is_none(), "a fourth in all");
+        drop(a1);
+        assert!(g.enter(a).is_some(), "a place given back is free again");
+        let unlimited = gate(2, 0);
+        let _x = unlimited.enter(a).unwrap();
+        let _y = unlimited.enter(a).unwrap();
+        assert!(unlimited.enter(b).is_none());
+    }
+
+    #[tokio::test]
+    async fn accepted_sockets_get_keepalive_and_the_user_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        tune(&accepted, Duration::from_secs(7));
+        let socket = socket2::SockRef::from(&accepted);
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(socket.tcp_keepalive_time().unwrap(), KEEPALIVE_TIME);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        assert_eq!(
+            socket.tcp_user_timeout().unwrap(),
+            Some(Duration::from_secs(7))
+        );
+    }
+
+    #[test]
+    fn the_refusal_is_a_json_503_that_closes() {
+        let text = String::from_utf8(overloaded().to_vec()).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "));
+        assert!(head.contains("connection: close"));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"]["code"], "overloaded");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_resolves_only_after_the_limit_with_nothing_in_progress() {
+        let activity = Arc::new(Activity::default());
+        let limit = Duration::from_secs(60);
+        let busy = activity.begin();
+        let idle = activity.idle(limit);
+        tokio::pin!(idle);
+        assert!(
+            tokio::time::timeout(limit * 3, idle.as_mut())
+                .await
+                .is_err(),
+            "a request in progress is not idle"
+        );
+        drop(busy);
+        let started = tokio::time::Instant::now();
+        idle.await;
+        assert_eq!(started.elapsed(), limit);
     }
 }

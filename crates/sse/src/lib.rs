@@ -16,9 +16,9 @@
 
 mod config;
 mod frame;
+mod jitter;
 mod stream;
 
-use bytes::Bytes;
 use herald_bus::{Cursor, Start};
 use herald_http::{Body, Code, Context, Error, Query, authorize, channels, empty};
 use http::{HeaderName, HeaderValue, Method, Request, Response, header};
@@ -36,19 +36,12 @@ pub const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 pub struct Sse {
     ctx: Context,
     config: Config,
-    /// The first frame, the same for every stream.
-    opening: Bytes,
 }
 
 impl Sse {
     /// An SSE handler over the shared transport context.
     pub fn new(ctx: Context, config: Config) -> Self {
-        let opening = frame::opening(config.retry);
-        Sse {
-            ctx,
-            config,
-            opening,
-        }
+        Sse { ctx, config }
     }
 
     /// Answers `GET /sse/{channels}`; `list` is the `{channels}` segment.
@@ -70,16 +63,24 @@ impl Sse {
         if req.method() == Method::HEAD {
             return Ok(event_stream(empty()));
         }
-        let sub = self.ctx.bus.subscribe(&channels, &start).await?;
+        let sub = self
+            .ctx
+            .setup(self.ctx.bus.subscribe(&channels, &start))
+            .await?;
         let events = Events {
             single: channels.len() == 1,
             sub,
             shutdown: self.ctx.shutdown.clone(),
             limit: self.ctx.limits.max_messages,
             heartbeat: self.config.heartbeat,
-            end: self.config.max_lifetime.map(|d| Instant::now() + d),
+            // Jittered per stream (jitter.rs): streams opened together
+            // neither end nor reconnect together.
+            end: self
+                .config
+                .max_lifetime
+                .map(|d| Instant::now() + jitter::lifetime(d)),
             expires: grant.remaining().map(|left| Instant::now() + left),
-            opening: Some(self.opening.clone()),
+            opening: Some(frame::opening(jitter::retry(self.config.retry))),
             finished: false,
         };
         Ok(event_stream(events.into_body()))
@@ -235,7 +236,8 @@ mod tests {
         let at = Instant::now();
         let first = frame(&mut body).await.unwrap();
         assert_eq!(at.elapsed(), Duration::ZERO, "the first frame is immediate");
-        assert_eq!(parse(&first).retry, Some(1234));
+        let retry = parse(&first).retry.unwrap();
+        assert!((987..=1481).contains(&retry), "1234 ms ± 20 %: {retry}");
         let head = Request::head("/sse/news").body(()).unwrap();
         let res = s.sse.handle(&head, "news").await;
         assert_eq!(res.headers()[header::CONTENT_TYPE], "text/event-stream");
@@ -278,8 +280,16 @@ mod tests {
         let mut body = stream(&s, "/sse/news", None).await;
         assert_eq!(frame(&mut body).await.unwrap(), ": heartbeat\n\n");
         assert_eq!(frame(&mut body).await.unwrap(), ": heartbeat\n\n");
-        assert_eq!(frame(&mut body).await, None);
-        assert_eq!(t0.elapsed(), Duration::from_secs(40));
+        let ended = loop {
+            match frame(&mut body).await {
+                Some(_) => continue,
+                None => break t0.elapsed(),
+            }
+        };
+        assert!(
+            (Duration::from_secs(32)..=Duration::from_secs(40)).contains(&ended),
+            "80 % to 100 % of the lifetime: {ended:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -16,8 +16,16 @@ pub struct Config {
     /// idle-killing proxies are noticed. Default 20 s.
     pub ping_interval: Duration,
     /// How long a peer has to answer a ping with a pong before it is
-    /// closed. Default 20 s.
+    /// closed with 4408. Only a pong echoing the latest ping's payload
+    /// counts, so a client cannot stay alive with pongs it sends on its own.
+    /// Default 20 s.
     pub ping_timeout: Duration,
+    /// How long the socket may take to accept what the connection has
+    /// handed it (at most 256 KiB plus one message frame) before the peer
+    /// counts as stalled and the connection is closed with 4408. Default
+    /// 30 s; the server sets it from `--send-timeout`, its one send deadline
+    /// for every transport.
+    pub send_timeout: Duration,
     /// Largest client message (and frame), in bytes; a larger one closes the
     /// connection with 1009. Default 65,536.
     pub max_frame: usize,
@@ -25,8 +33,19 @@ pub struct Config {
     /// cursor, too many subscriptions, binary) tolerated on one connection;
     /// the one that reaches this count closes it with 1008. Default 10.
     pub max_bad_frames: u32,
-    /// Channels one connection may be subscribed to at once. Default 100.
+    /// Channels one connection may be subscribed to at once; a `subscribe`
+    /// frame listing more is refused before its names are even compared.
+    /// Default 100.
     pub max_subscriptions: usize,
+    /// `subscribe` and `unsubscribe` frames a connection may send per
+    /// second, on average (a token bucket refilled at this rate). A frame
+    /// over the limit is answered with a `rate_limited` error and counts as
+    /// a bad frame. Default 10.
+    pub frame_rate: u32,
+    /// `subscribe` and `unsubscribe` frames a connection may send at once
+    /// before [`frame_rate`](Self::frame_rate) applies (the bucket's size).
+    /// Default 30.
+    pub frame_burst: u32,
     /// Origins allowed to open a WebSocket (`https://app.example.com`); a
     /// handshake with another `Origin` gets 403. Empty allows any origin.
     /// Default empty.
@@ -41,9 +60,12 @@ impl Default for Config {
         Config {
             ping_interval: Duration::from_secs(20),
             ping_timeout: Duration::from_secs(20),
+            send_timeout: Duration::from_secs(30),
             max_frame: 64 * 1024,
             max_bad_frames: 10,
             max_subscriptions: 100,
+            frame_rate: 10,
+            frame_burst: 30,
             origins: Vec::new(),
             slow_policy: SlowPolicy::Gap,
         }

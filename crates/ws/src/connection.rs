@@ -4,14 +4,31 @@
 //!
 //! The connection keeps no queue of its own (the bus owns order and replay):
 //! it reads the next batch from its [`Subscription`] only once everything
-//! written before has been flushed to the socket. A reader whose socket does
-//! not drain therefore costs one batch of buffered frames at most; meanwhile
-//! the subscription's positions stay put, and if the channel's history moves
+//! written before has been flushed to the socket. The frames of that one
+//! batch (shared, already encoded) wait in an outbox and are handed to the
+//! socket [`WRITE_CAP`] bytes at a time, so a reader whose socket does not
+//! drain costs at most that many copied bytes plus one frame; meanwhile the
+//! subscription's positions stay put, and if the channel's history moves
 //! past them the next read reports a gap (or, by configuration, the
-//! connection is closed with 1013). Handshakes and routing are the upgrade
-//! module's business.
+//! connection is closed with 1013).
+//!
+//! A peer is alive while it reads: each server ping carries a fresh,
+//! unguessable payload and only a pong echoing it counts, and a socket that
+//! takes longer than `send_timeout` to accept what was handed to it counts
+//! as stalled. Either failure closes with [`LIVENESS`] (4408), a code
+//! clients reconnect on. `subscribe` and `unsubscribe` frames, which cost
+//! engine reads, are rate-limited per connection. Handshakes and routing
+//! are the upgrade module's business.
 
-use std::{future::poll_fn, pin::Pin, sync::Arc, task::Poll, time::Duration};
+use std::{
+    collections::{HashSet, VecDeque, hash_map::RandomState},
+    future::poll_fn,
+    hash::BuildHasher,
+    pin::Pin,
+    sync::Arc,
+    task::Poll,
+    time::Duration,
+};
 
 use bytes::Bytes;
 use futures::{Sink, Stream};
@@ -39,15 +56,24 @@ use tokio_tungstenite::{
 
 use crate::{
     Config, SlowPolicy,
-    frame::{self, GapReason, Op},
+    frame::{self, Bounds, GapReason, Op},
+    metered::Metered,
+    rate::Bucket,
     session::{Due, EXPIRED_CLOSE, Session},
 };
 
-/// Replies (to subscribe, ping, bad frames) that may wait for a socket that
-/// does not drain before the connection stops reading the client: beyond
-/// this, a client that sends but does not read is held back by TCP instead
-/// of growing the server's write buffer.
-const MAX_UNFLUSHED_REPLIES: usize = 64;
+/// Bytes handed to the socket (tungstenite's write buffer) before the
+/// connection waits for them to be flushed: the rest of a batch waits in the
+/// outbox, and the client's frames are not read, so a client that sends but
+/// does not read is held back by TCP instead of growing the server's
+/// buffers. Documented in docs/security.md.
+pub(crate) const WRITE_CAP: usize = 256 * 1024;
+
+/// The close code of a liveness failure (no pong to the latest ping within
+/// `ping_timeout`, or a socket that accepted nothing for `send_timeout`):
+/// in the 4000–4999 range left to applications, and documented as "the
+/// connection was lost; reconnect and resume".
+pub(crate) const LIVENESS: CloseCode = CloseCode::Library(4408);
 
 /// How long closing may take: sending the close frame, then waiting for the
 /// client to close its side, so that the close frame is not lost to a TCP
@@ -72,6 +98,9 @@ enum Event {
     Flushed(Result<(), WsError>),
     PingDue,
     PongOverdue,
+    /// The socket accepted bytes; the flush goes on.
+    Progress(u64),
+    Stalled,
     Batch(Batch),
     /// The session's grant ended, or its grace period did.
     Auth(Due),
@@ -79,17 +108,34 @@ enum Event {
 
 /// A connection's state between events.
 struct Connection<S> {
-    ws: WebSocketStream<S>,
+    ws: WebSocketStream<Metered<S>>,
     sub: Subscription,
     ctx: Context,
     config: Arc<Config>,
     /// Frames were handed to the socket and not yet flushed; no new batch
     /// is read until they are.
     flushing: bool,
-    /// Replies handed to the socket since the last completed flush.
-    replies: usize,
+    /// Since when the socket holds bytes it has not accepted, or last
+    /// accepted some; the send deadline runs from here.
+    flush_since: Option<Instant>,
+    /// The socket's written count at `flush_since`: when the deadline
+    /// comes and it has moved, the reader is slow, not stalled.
+    written_mark: u64,
+    /// Bytes handed to the socket since the last completed flush.
+    unflushed: usize,
+    /// Text frames not yet handed to the socket, in order: the rest of the
+    /// current batch and the replies after it.
+    outbox: VecDeque<Bytes>,
+    /// The payload the next pong must echo, while one is awaited.
+    ping: Option<[u8; 8]>,
+    /// Makes each ping payload unguessable (keyed per connection).
+    ping_keys: RandomState,
+    /// Pings sent so far (the payload is a keyed hash of this count).
+    pings: u64,
     /// Bad client frames so far.
     bad_frames: u32,
+    /// Limits `subscribe` and `unsubscribe` frames.
+    bucket: Bucket,
     /// Channels subscribed since the last batch was read: a gap on one of
     /// them is the client resuming from an old cursor, not falling behind.
     fresh: Vec<ChannelName>,
@@ -102,7 +148,7 @@ struct Connection<S> {
 /// channels `sub` was created with; `session` is what the handshake's
 /// credentials were granted.
 pub(crate) async fn serve<S>(
-    ws: WebSocketStream<S>,
+    ws: WebSocketStream<Metered<S>>,
     sub: Subscription,
     greeting: Option<Bytes>,
     ctx: Context,
@@ -112,14 +158,22 @@ pub(crate) async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let fresh = sub.channels().cloned().collect();
+    let bucket = Bucket::new(config.frame_rate, config.frame_burst);
     let mut c = Connection {
         ws,
         sub,
         ctx,
         config,
         flushing: false,
-        replies: 0,
+        flush_since: None,
+        written_mark: 0,
+        unflushed: 0,
+        outbox: VecDeque::new(),
+        ping: None,
+        ping_keys: RandomState::new(),
+        pings: 0,
         bad_frames: 0,
+        bucket,
         fresh,
         session,
     };
@@ -144,17 +198,31 @@ where
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let pong_due = sleep_until(Instant::now());
         tokio::pin!(pong_due);
-        let mut awaiting_pong = false;
+        let stall = sleep_until(Instant::now());
+        tokio::pin!(stall);
+        let mut armed = None;
         let shutdown = self.ctx.shutdown.clone();
         let limit = self.ctx.limits.max_messages;
         loop {
+            if armed != self.flush_since {
+                armed = self.flush_since;
+                if let Some(since) = armed {
+                    stall.as_mut().reset(since + self.config.send_timeout);
+                }
+            }
             let flushing = self.flushing;
-            let reading = !flushing || self.replies < MAX_UNFLUSHED_REPLIES;
+            let reading = self.unflushed < WRITE_CAP;
+            let awaiting_pong = self.ping.is_some();
             let ws = &mut self.ws;
+            let mark = self.written_mark;
             let socket = poll_fn(|cx| {
                 if flushing {
                     if let Poll::Ready(r) = Pin::new(&mut *ws).poll_flush(cx) {
                         return Poll::Ready(Event::Flushed(r));
+                    }
+                    let written = ws.get_ref().written();
+                    if written != mark {
+                        return Poll::Ready(Event::Progress(written));
                     }
                 }
                 if reading {
@@ -180,32 +248,42 @@ where
                 what = auth_due => Event::Auth(what),
                 e = socket => e,
                 () = &mut pong_due, if awaiting_pong => Event::PongOverdue,
+                () = &mut stall, if armed.is_some() => Event::Stalled,
                 _ = ping.tick() => Event::PingDue,
                 b = self.sub.next(limit), if !flushing && !paused => Event::Batch(b),
             };
             let step = match event {
                 Event::Shutdown => Err(End::Close(CloseCode::Away, "server shutting down")),
-                Event::PongOverdue => Err(End::Close(
-                    CloseCode::Policy,
-                    "no pong within the ping timeout",
-                )),
+                Event::PongOverdue => Err(End::Close(LIVENESS, "no pong within the ping timeout")),
+                Event::Progress(written) => {
+                    self.flush_since = Some(Instant::now());
+                    self.written_mark = written;
+                    Ok(())
+                }
+                Event::Stalled => self.check_progress(),
                 Event::PingDue if awaiting_pong => Ok(()),
                 Event::PingDue => {
-                    awaiting_pong = true;
                     pong_due
                         .as_mut()
                         .reset(Instant::now() + self.config.ping_timeout);
-                    self.send(WsMessage::Ping(Bytes::new()))
+                    let payload = self.next_ping();
+                    self.ping = Some(payload);
+                    self.send(WsMessage::Ping(Bytes::copy_from_slice(&payload)))
                 }
                 Event::Flushed(Ok(())) => {
                     self.flushing = false;
-                    self.replies = 0;
-                    Ok(())
+                    self.flush_since = None;
+                    self.unflushed = 0;
+                    self.pump()
                 }
                 Event::Flushed(Err(_)) | Event::Read(None) => Err(End::Gone),
                 Event::Read(Some(Err(e))) => Err(read_error(e)),
-                Event::Read(Some(Ok(WsMessage::Pong(_)))) => {
-                    awaiting_pong = false;
+                Event::Read(Some(Ok(WsMessage::Pong(echo)))) => {
+                    // Only the answer to the latest ping proves the peer
+                    // reads; a pong it sends on its own proves nothing.
+                    if self.ping.is_some_and(|p| echo[..] == p[..]) {
+                        self.ping = None;
+                    }
                     Ok(())
                 }
                 Event::Read(Some(Ok(m))) => self.on_message(m).await,
@@ -228,9 +306,12 @@ where
         match m {
             WsMessage::Text(text) => self.on_text(text.as_str()).await,
             WsMessage::Binary(_) => self.refuse(None, Error::from(Code::BinaryNotSupported)),
-            WsMessage::Ping(_) => {
-                // tungstenite queued the pong; make sure it leaves.
+            WsMessage::Ping(payload) => {
+                // tungstenite queued the pong; make sure it leaves, and count
+                // it against the write cap like any other reply.
                 self.flushing = true;
+                self.arm();
+                self.unflushed += payload.len() + 2;
                 Ok(())
             }
             WsMessage::Close(_) => Err(End::PeerClosed),
@@ -238,9 +319,58 @@ where
         }
     }
 
+    /// Starts the send deadline, unless it runs already.
+    fn arm(&mut self) {
+        if self.flush_since.is_none() {
+            self.flush_since = Some(Instant::now());
+            self.written_mark = self.ws.get_ref().written();
+        }
+    }
+
+    /// The send deadline passed with bytes still waiting: a socket that
+    /// accepted some since it was armed gets another period, one that
+    /// accepted none is stalled.
+    fn check_progress(&mut self) -> Result<(), End> {
+        let written = self.ws.get_ref().written();
+        if written == self.written_mark {
+            return Err(End::Close(
+                LIVENESS,
+                "the socket accepted nothing within the send timeout",
+            ));
+        }
+        self.flush_since = Some(Instant::now());
+        self.written_mark = written;
+        Ok(())
+    }
+
+    /// The payload of the next ping: a keyed hash of the ping count, so
+    /// that a peer cannot answer a ping it has not read.
+    fn next_ping(&mut self) -> [u8; 8] {
+        self.pings += 1;
+        self.ping_keys.hash_one(self.pings).to_be_bytes()
+    }
+
     async fn on_text(&mut self, text: &str) -> Result<(), End> {
-        let parsed = frame::parse(text, self.ctx.limits.max_messages);
+        let bounds = Bounds {
+            max_last: self.ctx.limits.max_messages,
+            max_channels: self.config.max_subscriptions,
+        };
+        let parsed = frame::parse(text, bounds);
         let reference = parsed.reference.as_deref();
+        let costly = matches!(parsed.op, Ok(Op::Subscribe { .. } | Op::Unsubscribe { .. }));
+        if costly && !self.bucket.take() {
+            let rate = self.config.frame_rate;
+            let wait = self.bucket.wait().as_millis();
+            return self.refuse(
+                reference,
+                Error::new(
+                    Code::RateLimited,
+                    format!(
+                        "at most {rate} subscribe or unsubscribe frames per second; next in {wait} ms"
+                    ),
+                ),
+            );
+        }
         match parsed.op {
             Err(refusal) => self.refuse(reference, refusal),
             Ok(Op::Ping) => self.reply(frame::pong(reference)),
@@ -250,20 +380,15 @@ where
                 start,
                 token,
             }) => {
+                let have: HashSet<&ChannelName> = self.sub.channels().collect();
                 let new: Vec<ChannelName> = channels
                     .iter()
-                    .filter(|c| !self.sub.channels().any(|s| s == *c))
+                    .filter(|c| !have.contains(c))
                     .cloned()
                     .collect();
                 let max = self.config.max_subscriptions;
                 if self.sub.len() + new.len() > max {
-                    return self.refuse(
-                        reference,
-                        Error::new(
-                            Code::TooManySubscriptions,
-                            format!("at most {max} channels per connection"),
-                        ),
-                    );
+                    return self.refuse(reference, frame::too_many(max));
                 }
                 let refused = self.authorize(reference, &new, token).await?;
                 if refused.len() == new.len() && !new.is_empty() {
@@ -275,10 +400,10 @@ where
                     .into_iter()
                     .filter(|c| !refused.contains(c))
                     .collect();
-                match self.sub.add(&new, &start).await {
-                    // The engine is unavailable: not the client's fault,
-                    // so not a bad frame; its details stay in the log.
-                    Err(e) => self.reply(frame::error(reference, &Error::from(e))),
+                match self.ctx.setup(self.sub.add(&new, &start)).await {
+                    // The engine is unavailable or slow: not the client's
+                    // fault, so not a bad frame; its details stay in the log.
+                    Err(e) => self.reply(frame::error(reference, &e)),
                     Ok(()) => {
                         self.fresh.extend(new);
                         let cursor = self.sub.cursor();
@@ -381,20 +506,35 @@ where
             ));
         }
         if !batch.gaps.is_empty() {
-            self.text(frame::gap(&batch.gaps, GapReason::History))?;
+            self.outbox
+                .push_back(frame::gap(&batch.gaps, GapReason::History));
         }
-        for m in &batch.messages {
-            self.text(frame::message(m))?;
-        }
+        self.outbox
+            .extend(batch.messages.iter().map(|m| frame::message(m)));
         if !batch.gone.is_empty() {
-            self.text(frame::gap(&batch.gone, GapReason::Deleted))?;
+            self.outbox
+                .push_back(frame::gap(&batch.gone, GapReason::Deleted));
         }
-        Ok(())
+        self.pump()
     }
 
+    /// Queues a reply after what is already queued, so that it never
+    /// overtakes messages delivered before it.
     fn reply(&mut self, bytes: Bytes) -> Result<(), End> {
-        self.replies += 1;
-        self.text(bytes)
+        self.outbox.push_back(bytes);
+        self.pump()
+    }
+
+    /// Hands queued frames to the socket until [`WRITE_CAP`] bytes wait for
+    /// a flush; the rest goes once they are flushed.
+    fn pump(&mut self) -> Result<(), End> {
+        while self.unflushed < WRITE_CAP {
+            let Some(bytes) = self.outbox.pop_front() else {
+                break;
+            };
+            self.text(bytes)?;
+        }
+        Ok(())
     }
 
     /// Hands a text frame to the socket without waiting (the frame is
@@ -406,10 +546,13 @@ where
 
     /// Hands a message to tungstenite's write buffer without waiting:
     /// tokio-tungstenite accepts it whatever the socket's state (a blocked
-    /// write counts as accepted and is retried on flush), so the only bound
-    /// on that buffer is this connection's own (one batch, a few replies).
+    /// write counts as accepted and is retried on flush), so the bound on
+    /// that buffer is this connection's own: [`WRITE_CAP`] plus one frame,
+    /// and a ping.
     fn send(&mut self, m: WsMessage) -> Result<(), End> {
         self.flushing = true;
+        self.arm();
+        self.unflushed += m.len();
         Pin::new(&mut self.ws).start_send(m).map_err(|_| End::Gone)
     }
 
@@ -497,7 +640,7 @@ mod tests {
         let ctx = context(history);
         let (bus, shutdown) = (ctx.bus.clone(), ctx.shutdown.clone());
         let (a, b) = tokio::io::duplex(pipe);
-        let server = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
+        let server = WebSocketStream::from_raw_socket(Metered::new(a), Role::Server, None).await;
         let client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
         let sub = bus.empty_subscription();
         let task = tokio::spawn(serve(
@@ -612,7 +755,7 @@ mod tests {
         let sub = ctx.bus.empty_subscription();
         // The client end stays raw: it reads nothing, so it answers nothing.
         let (a, mut raw) = tokio::io::duplex(1 << 16);
-        let server = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
+        let server = WebSocketStream::from_raw_socket(Metered::new(a), Role::Server, None).await;
         let start = Instant::now();
         serve(
             server,
@@ -635,7 +778,235 @@ mod tests {
         let mut bytes = Vec::new();
         raw.read_to_end(&mut bytes).await.unwrap();
         assert_eq!(bytes[0], 0x89, "a ping first");
-        assert_eq!(raw_close_code(&bytes), Some(1008));
+        assert_eq!(raw_close_code(&bytes), Some(4408));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pongs_a_client_sends_on_its_own_do_not_keep_it_alive() {
+        let config = Config::default();
+        let mut h = harness(config.clone(), 10, 1 << 16).await;
+        let start = Instant::now();
+        // Never reads, so never sees a ping's payload; pongs every 5 s.
+        while !h.task.is_finished() {
+            h.client
+                .send(WsMessage::Pong(Bytes::from_static(b"whatever")))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        let took = start.elapsed();
+        let due = config.ping_interval + config.ping_timeout;
+        assert!(
+            took >= due && took <= due + LINGER + Duration::from_secs(5),
+            "{took:?}"
+        );
+        // Read raw: a client would answer the unread ping into a closed pipe.
+        let mut bytes = Vec::new();
+        h.client.get_mut().read_to_end(&mut bytes).await.unwrap();
+        assert_eq!(raw_close_code(&bytes), Some(4408));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_the_latest_pings_payload_counts_as_a_pong() {
+        let config = Config::default();
+        let mut h = harness(config.clone(), 10, 1 << 16).await;
+        // tungstenite's client answers each ping with its payload as it
+        // reads: the connection lives across many ping timeouts.
+        let mut payloads = Vec::new();
+        while payloads.len() < 5 {
+            if let WsMessage::Ping(p) = h.client.next().await.unwrap().unwrap() {
+                assert_eq!(p.len(), 8);
+                payloads.push(p);
+            }
+        }
+        payloads.dedup();
+        assert_eq!(payloads.len(), 5, "each ping has its own payload");
+        assert!(!h.task.is_finished());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_whose_socket_stalls_is_closed_after_the_send_timeout() {
+        // No pings in the way: only the send deadline can end it.
+        let config = Config {
+            ping_interval: Duration::from_secs(3600),
+            ..Config::default()
+        };
+        let mut h = harness(config.clone(), 1000, 4096).await;
+        subscribe(&mut h.client, "a").await;
+        let start = Instant::now();
+        // Far more than the pipe holds; the client reads nothing more.
+        publish(&h.bus, "a", 500).await;
+        while !h.task.is_finished() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let took = start.elapsed();
+        assert!(took >= config.send_timeout, "{took:?}");
+        assert!(
+            took <= config.send_timeout + LINGER + Duration::from_secs(1),
+            "{took:?}"
+        );
+        let mut last = 0;
+        loop {
+            match h.client.next().await {
+                Some(Ok(WsMessage::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    last = v["data"].as_str().unwrap()[1..].parse().unwrap();
+                }
+                Some(Ok(WsMessage::Close(f))) => {
+                    let _ = f;
+                    break;
+                }
+                _ => break,
+            }
+        }
+        assert!(
+            last < 499,
+            "the stalled reader did not get everything: {last}"
+        );
+    }
+
+    /// A socket that records the largest write it was offered: what
+    /// tungstenite's write buffer held at that moment.
+    struct Spy {
+        inner: DuplexStream,
+        largest: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl AsyncRead for Spy {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Spy {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.largest
+                .fetch_max(buf.len(), std::sync::atomic::Ordering::SeqCst);
+            Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+
+        fn poll_flush(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_does_not_drain_costs_the_write_cap_not_its_batch() {
+        let ctx = context(1000);
+        let bus = ctx.bus.clone();
+        let (a, b) = tokio::io::duplex(4096);
+        let largest = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let spy = Spy {
+            inner: a,
+            largest: largest.clone(),
+        };
+        let server = WebSocketStream::from_raw_socket(Metered::new(spy), Role::Server, None).await;
+        let mut client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
+        let sub = bus.empty_subscription();
+        let config = Config {
+            ping_interval: Duration::from_secs(3600),
+            ..Config::default()
+        };
+        tokio::spawn(serve(
+            server,
+            sub,
+            None,
+            ctx,
+            Arc::new(config),
+            no_session(),
+        ));
+        subscribe(&mut client, "a").await;
+        // One batch of about 1.2 MB for a client that reads no more.
+        let data = "x".repeat(4000);
+        let drafts = (0..300)
+            .map(|_| Draft {
+                channel: ChannelName::new("a").unwrap(),
+                event: None,
+                payload: Payload::text(data.clone()).unwrap(),
+            })
+            .collect();
+        bus.publish(drafts).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let held = largest.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(held > 4096, "the socket was offered a backlog: {held}");
+        assert!(held <= WRITE_CAP + 8192, "{held} bytes buffered");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_keeps_reading_slowly_is_not_stalled() {
+        let config = Config {
+            ping_interval: Duration::from_secs(3600),
+            ..Config::default()
+        };
+        let mut h = harness(config.clone(), 1000, 4096).await;
+        subscribe(&mut h.client, "a").await;
+        publish(&h.bus, "a", 300).await;
+        // One frame every 10 s: each flush completes well within the
+        // deadline, though the whole takes far longer than it.
+        let mut seen = 0;
+        while seen < 300 {
+            let v = next_json(&mut h.client).await;
+            assert_eq!(v["data"], format!("m{seen}"));
+            seen += 1;
+            if seen % 50 == 0 {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+        }
+        assert!(!h.task.is_finished());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn subscribe_frames_are_rate_limited_then_the_abuser_is_closed() {
+        let config = Config {
+            frame_rate: 1,
+            frame_burst: 2,
+            max_bad_frames: 3,
+            ..Config::default()
+        };
+        let mut h = harness(config, 10, 1 << 16).await;
+        subscribe(&mut h.client, "a").await;
+        subscribe(&mut h.client, "b").await;
+        let over = r#"{"type":"subscribe","channels":["c"],"ref":"r"}"#;
+        h.client.send(WsMessage::text(over)).await.unwrap();
+        let v = next_json(&mut h.client).await;
+        assert_eq!(
+            (v["type"].as_str(), v["code"].as_str(), v["ref"].as_str()),
+            (Some("error"), Some("rate_limited"), Some("r"))
+        );
+        // Pings are not limited.
+        h.client
+            .send(WsMessage::text(r#"{"type":"ping"}"#))
+            .await
+            .unwrap();
+        assert_eq!(next_json(&mut h.client).await["type"], "pong");
+        // A second later there is a token again.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        subscribe(&mut h.client, "c").await;
+        for _ in 0..2 {
+            let f = r#"{"type":"unsubscribe","channels":["a"]}"#;
+            h.client.send(WsMessage::text(f)).await.unwrap();
+        }
+        assert_eq!(next_json(&mut h.client).await["code"], "rate_limited");
+        assert_eq!(next_json(&mut h.client).await["code"], "rate_limited");
+        assert_eq!(close_code(&mut h.client).await, 1008);
     }
 
     #[tokio::test(start_paused = true)]
@@ -786,7 +1157,7 @@ mod tests {
             auth: Default::default(),
         };
         let (a, b) = tokio::io::duplex(1 << 16);
-        let server = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
+        let server = WebSocketStream::from_raw_socket(Metered::new(a), Role::Server, None).await;
         let mut client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
         let sub = ctx.bus.empty_subscription();
         let config = Arc::new(Config::default());

@@ -7,7 +7,7 @@
 //! the ones it is handed. The `message` frame is built here too, once per
 //! message and shared by every connection (see [`message`]).
 
-use std::fmt::Write as _;
+use std::{collections::HashSet, fmt::Write as _};
 
 use bytes::Bytes;
 use herald_bus::{ChannelName, Cursor, Encoding, Message, Start};
@@ -41,9 +41,19 @@ pub(crate) struct ClientFrame {
     pub op: Result<Op, Error>,
 }
 
-/// Parses a client text frame. `max_last` caps `last` (the transports'
-/// `max-messages`). Never fails: a bad frame is an [`Error`] to answer.
-pub(crate) fn parse(text: &str, max_last: usize) -> ClientFrame {
+/// What a client frame may ask for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    /// Caps `last` (the transports' `max-messages`).
+    pub max_last: usize,
+    /// Longest `channels` list (the connection's subscription limit): a
+    /// longer one is refused before its names are parsed or compared.
+    pub max_channels: usize,
+}
+
+/// Parses a client text frame. Never fails: a bad frame is an [`Error`] to
+/// answer. Linear in the frame's size.
+pub(crate) fn parse(text: &str, bounds: Bounds) -> ClientFrame {
     let object = match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(o)) => o,
         Ok(_) => {
@@ -70,12 +80,12 @@ pub(crate) fn parse(text: &str, max_last: usize) -> ClientFrame {
     let op = if bad_ref {
         Err(Error::new(Code::InvalidFrame, "ref must be a string"))
     } else {
-        operation(&object, max_last)
+        operation(&object, bounds)
     };
     ClientFrame { reference, op }
 }
 
-fn operation(o: &Map<String, Value>, max_last: usize) -> Result<Op, Error> {
+fn operation(o: &Map<String, Value>, bounds: Bounds) -> Result<Op, Error> {
     let kind = match o.get("type") {
         Some(Value::String(s)) => s.as_str(),
         Some(_) => return Err(Error::new(Code::InvalidFrame, "type must be a string")),
@@ -83,8 +93,8 @@ fn operation(o: &Map<String, Value>, max_last: usize) -> Result<Op, Error> {
     };
     match kind {
         "subscribe" => Ok(Op::Subscribe {
-            channels: channel_list(o)?,
-            start: start(o, max_last)?,
+            channels: channel_list(o, bounds.max_channels)?,
+            start: start(o, bounds.max_last)?,
             token: token(o)?,
         }),
         "auth" => Ok(Op::Auth {
@@ -92,7 +102,7 @@ fn operation(o: &Map<String, Value>, max_last: usize) -> Result<Op, Error> {
                 .ok_or_else(|| Error::new(Code::InvalidFrame, "an auth frame needs a token"))?,
         }),
         "unsubscribe" => Ok(Op::Unsubscribe {
-            channels: channel_list(o)?,
+            channels: channel_list(o, bounds.max_channels)?,
         }),
         "ping" => Ok(Op::Ping),
         other => Err(Error::new(
@@ -114,8 +124,9 @@ fn token(o: &Map<String, Value>) -> Result<Option<String>, Error> {
     }
 }
 
-/// `channels`: a non-empty list of channel names, duplicates dropped.
-fn channel_list(o: &Map<String, Value>) -> Result<Vec<ChannelName>, Error> {
+/// `channels`: a non-empty list of at most `max` channel names, duplicates
+/// dropped (in one pass: a hostile list costs its length, not its square).
+fn channel_list(o: &Map<String, Value>, max: usize) -> Result<Vec<ChannelName>, Error> {
     let Some(Value::Array(items)) = o.get("channels") else {
         return Err(Error::new(
             Code::InvalidFrame,
@@ -125,6 +136,10 @@ fn channel_list(o: &Map<String, Value>) -> Result<Vec<ChannelName>, Error> {
     if items.is_empty() {
         return Err(Error::new(Code::InvalidFrame, "channels must not be empty"));
     }
+    if items.len() > max {
+        return Err(too_many(max));
+    }
+    let mut seen = HashSet::with_capacity(items.len());
     let mut out: Vec<ChannelName> = Vec::with_capacity(items.len());
     for item in items {
         let Value::String(name) = item else {
@@ -133,12 +148,19 @@ fn channel_list(o: &Map<String, Value>) -> Result<Vec<ChannelName>, Error> {
                 "channels must be a list of channel names",
             ));
         };
-        let channel = ChannelName::new(name)?;
-        if !out.contains(&channel) {
-            out.push(channel);
+        if seen.insert(name.as_str()) {
+            out.push(ChannelName::new(name)?);
         }
     }
     Ok(out)
+}
+
+/// The refusal of a subscription over `max` channels.
+pub(crate) fn too_many(max: usize) -> Error {
+    Error::new(
+        Code::TooManySubscriptions,
+        format!("at most {max} channels per connection"),
+    )
 }
 
 /// `since` (one cursor or a list, combined) or `last` (a count, capped);
@@ -323,15 +345,22 @@ mod tests {
         ChannelName::new(n).unwrap()
     }
 
+    fn bounds(max_last: usize) -> Bounds {
+        Bounds {
+            max_last,
+            max_channels: 100,
+        }
+    }
+
     fn code(text: &str) -> &'static str {
-        parse(text, 1000).op.unwrap_err().code().as_str()
+        parse(text, bounds(1000)).op.unwrap_err().code().as_str()
     }
 
     #[test]
     fn subscribe_forms() {
         let f = parse(
             r#"{"type":"subscribe","channels":["a","b","a"],"ref":"r1"}"#,
-            10,
+            bounds(10),
         );
         assert_eq!(f.reference.as_deref(), Some("r1"));
         assert_eq!(
@@ -342,7 +371,10 @@ mod tests {
                 token: None,
             })
         );
-        let f = parse(r#"{"type":"subscribe","channels":["a"],"last":5000}"#, 10);
+        let f = parse(
+            r#"{"type":"subscribe","channels":["a"],"last":5000}"#,
+            bounds(10),
+        );
         assert_eq!(
             f.op,
             Ok(Op::Subscribe {
@@ -352,22 +384,66 @@ mod tests {
             })
         );
         assert_eq!(
-            parse(r#"{"type":"unsubscribe","channels":["a"]}"#, 10).op,
+            parse(r#"{"type":"unsubscribe","channels":["a"]}"#, bounds(10)).op,
             Ok(Op::Unsubscribe {
                 channels: vec![ch("a")]
             })
         );
-        assert_eq!(parse(r#"{"type":"ping","extra":1}"#, 10).op, Ok(Op::Ping));
+        assert_eq!(
+            parse(r#"{"type":"ping","extra":1}"#, bounds(10)).op,
+            Ok(Op::Ping)
+        );
+    }
+
+    #[test]
+    fn a_list_longer_than_the_limit_is_refused_before_it_is_read() {
+        let few = Bounds {
+            max_last: 10,
+            max_channels: 2,
+        };
+        let refused = |text: &str| parse(text, few).op.unwrap_err().code().as_str();
+        // Three names, one of them invalid: the length is checked first.
+        assert_eq!(
+            refused(r#"{"type":"subscribe","channels":["a","b","c d"]}"#),
+            "too_many_subscriptions"
+        );
+        assert_eq!(
+            refused(r#"{"type":"unsubscribe","channels":["a","a","a"]}"#),
+            "too_many_subscriptions"
+        );
+        // At the limit, duplicates are dropped.
+        assert_eq!(
+            parse(r#"{"type":"subscribe","channels":["a","a"]}"#, few).op,
+            Ok(Op::Subscribe {
+                channels: vec![ch("a")],
+                start: Start::Now,
+                token: None,
+            })
+        );
+        // A big list of distinct names is handled in one pass.
+        let names: Vec<String> = (0..20_000).map(|i| format!("c{i}")).collect();
+        let text = serde_json::json!({"type":"subscribe","channels":names}).to_string();
+        let many = Bounds {
+            max_last: 10,
+            max_channels: 20_000,
+        };
+        let Ok(Op::Subscribe { channels, .. }) = parse(&text, many).op else {
+            panic!("refused");
+        };
+        assert_eq!(channels.len(), 20_000);
     }
 
     #[test]
     fn tokens_ride_on_subscribe_and_auth_frames() {
-        let f = parse(r#"{"type":"subscribe","channels":["a"],"token":"t1"}"#, 10);
+        let f = parse(
+            r#"{"type":"subscribe","channels":["a"],"token":"t1"}"#,
+            bounds(10),
+        );
         let Ok(Op::Subscribe { token, .. }) = f.op else {
             panic!("not a subscribe")
         };
         assert_eq!(token.as_deref(), Some("t1"));
-        let f = parse(r#"{"type":"auth","token":"t2","ref":"r"}"#, 10);
+        let f = parse(r#"{"type":"auth","token":"t2","ref":"r"}"#, bounds(10));
         assert_eq!(f.op, Ok(Op::Auth { token: "t2".into() }));
         assert_eq!(f.reference.as_deref(), Some("r"));
         for bad in [
@@ -421,7 +497,7 @@ mod tests {
         let (ca, cb) = (&published[0].cursor, &published[1].cursor);
         let one = format!(r#"{{"type":"subscribe","channels":["a"],"since":"{ca}"}}"#);
         assert_eq!(
-            parse(&one, 10).op,
+            parse(&one, bounds(10)).op,
             Ok(Op::Subscribe {
                 channels: vec![ch("a")],
                 start: Start::From(ca.clone()),
@@ -432,7 +508,7 @@ mod tests {
         let Ok(Op::Subscribe {
             start: Start::From(c),
             ..
-        }) = parse(&two, 10).op
+        }) = parse(&two, bounds(10)).op
         else {
             panic!("not a subscribe from a cursor");
         };
@@ -476,7 +552,7 @@ mod tests {
             code(r#"{"type":"subscribe","channels":["a"],"last":1,"since":"x"}"#),
             "invalid_frame"
         );
-        let f = parse(r#"{"type":"nope","ref":"k"}"#, 10);
+        let f = parse(r#"{"type":"nope","ref":"k"}"#, bounds(10));
         assert_eq!(f.reference.as_deref(), Some("k"), "ref is echoed on errors");
         assert_eq!(code(r#"{"type":"ping","ref":3}"#), "invalid_frame");
     }
@@ -557,7 +633,7 @@ mod tests {
         /// refusal carries one of the documented codes.
         #[test]
         fn parse_never_panics_and_refusals_have_known_codes(text in ".{0,200}") {
-            if let Err(r) = parse(&text, 100).op {
+            if let Err(r) = parse(&text, bounds(100)).op {
                 prop_assert!(["invalid_json", "invalid_frame", "unknown_type", "invalid_channel", "invalid_cursor"].contains(&r.code().as_str()), "{}", r.code());
             }
         }
@@ -567,7 +643,7 @@ mod tests {
         #[test]
         fn json_frames_parse_or_refuse(v in json_value()) {
             let text = v.to_string();
-            let f = parse(&text, 100);
+            let f = parse(&text, bounds(100));
             if let Some(Value::String(r)) = v.get("ref") {
                 prop_assert_eq!(f.reference.as_deref(), Some(r.as_str()));
             }
@@ -591,7 +667,7 @@ mod tests {
         #[test]
         fn valid_subscribes_round_trip(names in prop::collection::vec("[a-zA-Z0-9_-]{1,20}", 1..8), last in 0u64..5000, r in "\\PC{0,10}") {
             let v = serde_json::json!({"type":"subscribe","channels":names,"last":last,"ref":r});
-            let f = parse(&v.to_string(), 1000);
+            let f = parse(&v.to_string(), bounds(1000));
             prop_assert_eq!(f.reference.as_deref(), Some(r.as_str()));
             let Ok(Op::Subscribe { channels, start, .. }) = f.op else { return Err(TestCaseError::fail("refused")) };
             let mut want: Vec<&str> = Vec::new();

@@ -7,12 +7,17 @@
 //! batch leaves in as few writes as the socket allows. Each connection is
 //! one task that holds one [`herald_bus::Subscription`] and no queue of its
 //! own; it answers the client's pings, pings the client, and closes with
-//! 1001 when the server shuts down. Routing, listeners and option parsing
-//! are the server's.
+//! 1001 when the server shuts down. What a hostile client can cost is
+//! bounded per connection: the bytes waiting for its socket, the time its
+//! socket may take to accept them, the pongs that count as liveness, and how
+//! often it may subscribe (docs/security.md). Routing, listeners and option
+//! parsing are the server's.
 
 mod config;
 mod connection;
 mod frame;
+mod metered;
+mod rate;
 mod session;
 mod upgrade;
 

@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use herald_auth::Grant;
-use herald_http::{Body, Code, Context, Error, Query, authorize, channels, empty, header_str};
+use herald_http::{
+    Body, Code, ConnectionPermit, Context, Error, Query, authorize, channels, empty, header_str,
+};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -24,7 +26,7 @@ use tokio_tungstenite::{
 };
 use tokio_util::task::TaskTracker;
 
-use crate::{Config, connection, frame, session::Session};
+use crate::{Config, connection, frame, metered::Metered, session::Session};
 
 /// Bytes read from the socket at a time, allocated up front per connection.
 /// Client frames are small JSON objects, and an idle connection should cost
@@ -81,10 +83,7 @@ impl Ws {
                 let channels = channels(list, limits)?;
                 let max = self.config.max_subscriptions;
                 if channels.len() > max {
-                    return Err(Error::new(
-                        Code::TooManySubscriptions,
-                        format!("at most {max} channels per connection"),
-                    ));
+                    return Err(frame::too_many(max));
                 }
                 let start = Query::parse(req.uri().query()).start(limits)?;
                 // The handshake is HTTP: all-or-nothing, like the other
@@ -92,7 +91,10 @@ impl Ws {
                 let grant = authorize(&self.ctx, &req, &channels, "ws").await?;
                 // Subscribed before the 101, so that whatever is published
                 // once the client is connected is delivered.
-                let sub = self.ctx.bus.subscribe(&channels, &start).await?;
+                let sub = self
+                    .ctx
+                    .setup(self.ctx.bus.subscribe(&channels, &start))
+                    .await?;
                 let greeting = frame::subscribed(None, &channels, &sub.cursor());
                 (sub, Some(greeting), grant)
             }
@@ -105,6 +107,9 @@ impl Ws {
             ));
         }
         let on_upgrade = hyper::upgrade::on(&mut req);
+        // The socket counts against the connection limits for as long as
+        // this task serves it.
+        let permit = req.extensions_mut().remove::<ConnectionPermit>();
         let ctx = self.ctx.clone();
         let config = self.config.clone();
         let ws_config = WebSocketConfig::default()
@@ -121,12 +126,13 @@ impl Ws {
                 }
             };
             let ws = WebSocketStream::from_raw_socket(
-                TokioIo::new(upgraded),
+                Metered::new(TokioIo::new(upgraded)),
                 Role::Server,
                 Some(ws_config),
             )
             .await;
             connection::serve(ws, sub, greeting, ctx, config, session).await;
+            drop(permit);
         });
         let mut res = Response::new(empty());
         *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

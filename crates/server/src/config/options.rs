@@ -120,6 +120,26 @@ pub(crate) static SECTIONS: &[Section] = &[
                 "Open connections per listener",
             ),
             Opt::new(
+                "max-connections-per-ip",
+                &Count(at!(max_connections_per_ip)),
+                "Open connections per listener from one peer IP address; 0 = no cap",
+            ),
+            Opt::new(
+                "listen-backlog",
+                &Count(at!(listen_backlog)),
+                "Connections the kernel queues per listener before they are accepted; capped by net.core.somaxconn",
+            ),
+            Opt::new(
+                "send-timeout",
+                &Secs(at!(send_timeout)),
+                "Seconds a connection may accept no bytes of a response before it is closed",
+            ),
+            Opt::new(
+                "idle-timeout",
+                &Secs(at!(idle_timeout)),
+                "Seconds an HTTP/2 (or non-held HTTP/1.1) connection may carry no request before it is closed",
+            ),
+            Opt::new(
                 "header-read-timeout",
                 &Secs(at!(header_read_timeout)),
                 "Seconds a client has to send request headers",
@@ -133,6 +153,16 @@ pub(crate) static SECTIONS: &[Section] = &[
                 "drain-timeout",
                 &Secs(at!(drain_timeout)),
                 "Seconds to drain open requests and streams on shutdown",
+            ),
+            Opt::new(
+                "drain-spread",
+                &Secs(at!(drain_spread)),
+                "Seconds over which a drain spreads the ends of held requests and streams; at most half of drain-timeout is used",
+            ),
+            Opt::new(
+                "internal-hosts",
+                &List(at!(internal_hosts)),
+                "Comma-separated Host names the internal listener answers; empty = loopback names when it is on loopback",
             ),
         ],
     },
@@ -201,6 +231,11 @@ pub(crate) static SECTIONS: &[Section] = &[
                 &Count(at!(limits.max_messages)),
                 "Messages per response or stream batch",
             ),
+            Opt::new(
+                "setup-timeout",
+                &Secs(at!(limits.setup_timeout)),
+                "Seconds the engine reads before a poll answer, hold, stream or WebSocket subscription may take; past it: 503",
+            ),
         ],
     },
     Section {
@@ -265,6 +300,16 @@ pub(crate) static SECTIONS: &[Section] = &[
                 "ws-max-subscriptions",
                 &Count(at!(ws.max_subscriptions)),
                 "Channels one WebSocket connection may subscribe to",
+            ),
+            Opt::new(
+                "ws-frame-rate",
+                &Count(at!(ws.frame_rate)),
+                "WebSocket subscribe/unsubscribe frames per second per connection; faster ones get `rate_limited`",
+            ),
+            Opt::new(
+                "ws-frame-burst",
+                &Count(at!(ws.frame_burst)),
+                "WebSocket subscribe/unsubscribe frames a connection may send at once before ws-frame-rate applies",
             ),
             Opt::new(
                 "ws-origins",
