@@ -67,14 +67,20 @@ impl Manifest {
         // only of packages that sit above the server.
         let (allowed, kit): (&[&str], bool) = match name {
             "herald-bus" => (&[], false),
-            "herald-http" => (&["herald-bus"], false),
+            // Authorization decides from credentials and channel names
+            // only: no HTTP glue, no transport, no server.
+            "herald-auth" => (&["herald-bus"], false),
+            "herald-http" => (&["herald-bus", "herald-auth"], false),
             "herald-redis" => (&["herald-bus"], false),
-            n if TRANSPORTS.contains(&n) => (&["herald-bus", "herald-http"], false),
+            n if TRANSPORTS.contains(&n) => (&["herald-bus", "herald-http", "herald-auth"], false),
             // The server mounts everything but the kit and the bench; the
             // kit drives the server; the bench drives servers from outside
             // and may use nothing but the bus's types; the root package is
             // the facade and binary over the server.
-            "herald-server" => (&["herald-bus", "herald-http", "herald-redis"], true),
+            "herald-server" => (
+                &["herald-bus", "herald-auth", "herald-http", "herald-redis"],
+                true,
+            ),
             "herald-testkit" => (&["herald-bus", "herald-redis", "herald-server"], false),
             "herald-bench" => (&["herald-bus"], true),
             // The doctor checks a deployment from outside, over HTTP only.

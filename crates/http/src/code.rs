@@ -86,6 +86,8 @@ codes! {
     BinaryNotSupported = BAD_REQUEST, "binary_not_supported", DEBUG, "frames must be text frames with a JSON object";
     /// No valid bearer token (sent with `WWW-Authenticate: Bearer`).
     Unauthorized = UNAUTHORIZED, "unauthorized", DEBUG, "a valid bearer token is required";
+    /// Good subscriber credentials that do not cover a channel asked for.
+    Forbidden = FORBIDDEN, "forbidden", DEBUG, "not allowed to read this channel";
     /// A WebSocket from a browser origin outside `ws-origins`, or any
     /// request with an `Origin` to the internal listener.
     OriginNotAllowed = FORBIDDEN, "origin_not_allowed", DEBUG, "origin not allowed";
@@ -116,6 +118,9 @@ codes! {
     EngineUnavailable = SERVICE_UNAVAILABLE, "engine_unavailable", WARN, "the engine is unavailable; retry later";
     /// `/readyz` once the server has begun to drain.
     Draining = SERVICE_UNAVAILABLE, "draining", WARN, "the server is shutting down";
+    /// The authorization hook failed or did not answer in time; retrying
+    /// later may succeed.
+    AuthUnavailable = SERVICE_UNAVAILABLE, "auth_unavailable", WARN, "authorization is unavailable; retry later";
 }
 
 impl Code {

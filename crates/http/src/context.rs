@@ -14,6 +14,7 @@
 
 use std::{future::Future, time::Duration};
 
+use herald_auth::Authorizer;
 use herald_bus::Bus;
 
 use crate::Stats;
@@ -55,6 +56,9 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// What the transports count for `/metrics`.
     pub stats: Stats,
+    /// Who may read which channels; the default lets everyone read
+    /// everything.
+    pub auth: Authorizer,
 }
 
 impl Context {
@@ -91,6 +95,7 @@ mod tests {
             },
             shutdown: CancellationToken::new(),
             stats: Default::default(),
+            auth: Default::default(),
         }
     }
 

@@ -27,6 +27,10 @@ pub struct Error {
     detail: Option<Cow<'static, str>>,
     /// The `Allow` header of a 405 (RFC 9110 requires it).
     allow: Option<&'static str>,
+    /// A 401 for credentials that were sent but are unusable: its
+    /// challenge says `error="invalid_token"` (RFC 6750), so that a client
+    /// knows to fetch a fresh token rather than log in.
+    invalid_token: bool,
 }
 
 impl Error {
@@ -37,6 +41,17 @@ impl Error {
             code,
             detail: Some(detail.into()),
             allow: None,
+            invalid_token: false,
+        }
+    }
+
+    /// 401 `unauthorized` for a token that was sent but is unusable
+    /// (malformed, forged, expired): `WWW-Authenticate: Bearer
+    /// error="invalid_token"`.
+    pub fn invalid_token(detail: impl Into<Cow<'static, str>>) -> Self {
+        Error {
+            invalid_token: true,
+            ..Error::new(Code::Unauthorized, detail)
         }
     }
 
@@ -106,7 +121,15 @@ impl Error {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if self.code == Code::Unauthorized {
-            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            let challenge = if self.invalid_token {
+                r#"Bearer error="invalid_token""#
+            } else {
+                "Bearer"
+            };
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         if let Some(allow) = self.allow {
             h.insert(header::ALLOW, HeaderValue::from_static(allow));
@@ -122,6 +145,7 @@ impl From<Code> for Error {
             code,
             detail: None,
             allow: None,
+            invalid_token: false,
         }
     }
 }
@@ -253,6 +277,12 @@ mod tests {
         assert_eq!(res.headers()[header::ALLOW], "POST");
         let res = Error::from(Code::Unauthorized).into_response();
         assert_eq!(res.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        let res = Error::invalid_token("expired").into_response();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            res.headers()[header::WWW_AUTHENTICATE],
+            r#"Bearer error="invalid_token""#
+        );
         let res = Error::from(Code::BodyTooLarge).into_response();
         assert_eq!(res.headers()[header::CONNECTION], "close");
     }

@@ -8,6 +8,7 @@
 //! no transport logic: the server routes, transports speak their wire
 //! format.
 
+mod auth;
 mod body;
 mod code;
 mod context;
@@ -18,6 +19,7 @@ mod request;
 mod route;
 mod stats;
 
+pub use auth::{authorize, refusal};
 pub use body::{Body, empty, full, json};
 pub use code::Code;
 pub use context::{Context, Limits};

@@ -9,7 +9,7 @@
 //! business; this file only decides when to answer.
 
 use herald_bus::Batch;
-use herald_http::{Body, Context, Error, Query, Transport, batch_json, channels, json};
+use herald_http::{Body, Context, Error, Query, Transport, authorize, batch_json, channels, json};
 use http::{Request, Response, StatusCode};
 
 use crate::Config;
@@ -42,6 +42,9 @@ impl LongPoll {
         let query = Query::parse(req.uri().query());
         let start = query.start(limits)?;
         let hold = self.config.hold(&query)?;
+        let grant = authorize(&self.ctx, req, &channels, "longpoll").await?;
+        // A hold never outlasts the token that allowed it.
+        let hold = grant.remaining().map_or(hold, |left| hold.min(left));
         // Subscribing registers the watches before the start position is
         // resolved, so nothing published from here on can slip past.
         let mut sub = self
@@ -104,6 +107,7 @@ mod tests {
             limits: Limits::default(),
             shutdown: shutdown.clone(),
             stats: Default::default(),
+            auth: Default::default(),
         };
         Fixture {
             lp: LongPoll::new(ctx, Config::default()),

@@ -9,7 +9,8 @@
 
 use herald_bus::Start;
 use herald_http::{
-    Body, Context, Error, Query, Transport, batch_json, channels, empty, header_str, json,
+    Body, Context, Error, Query, Transport, authorize, batch_json, channels, empty, header_str,
+    json,
 };
 use http::{HeaderValue, Request, Response, StatusCode, header};
 
@@ -35,6 +36,8 @@ impl Poll {
     async fn respond<B>(&self, req: &Request<B>, list: &str) -> Result<Response<Body>, Error> {
         let limits = &self.ctx.limits;
         let channels = channels(list, limits)?;
+        // Checked on every request: a poll holds nothing past it.
+        authorize(&self.ctx, req, &channels, "poll").await?;
         let start = Query::parse(req.uri().query()).start(limits)?;
         let batch = self
             .ctx
@@ -85,6 +88,7 @@ mod tests {
             limits: Limits::default(),
             shutdown: Default::default(),
             stats: Default::default(),
+            auth: Default::default(),
         };
         (Poll::new(ctx), bus)
     }

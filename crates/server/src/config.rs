@@ -106,6 +106,8 @@ pub struct Config {
     /// How the binary writes its log lines to stderr. Default
     /// [`LogFormat::Text`]. Embedders set up their own logging.
     pub log_format: LogFormat,
+    /// Subscriber authorization. Default: none, every channel public.
+    pub auth: herald_auth::Config,
 }
 
 impl Default for Config {
@@ -135,6 +137,7 @@ impl Default for Config {
             sse: herald_sse::Config::default(),
             ws: herald_ws::Config::default(),
             log_format: LogFormat::Text,
+            auth: herald_auth::Config::default(),
         }
     }
 }
@@ -166,6 +169,7 @@ impl fmt::Debug for Config {
             sse,
             ws,
             log_format,
+            auth,
         } = self;
         f.debug_struct("Config")
             .field("public_addr", public_addr)
@@ -192,6 +196,8 @@ impl fmt::Debug for Config {
             .field("sse", sse)
             .field("ws", ws)
             .field("log_format", log_format)
+            // herald-auth's Debug redacts the secret.
+            .field("auth", auth)
             .finish()
     }
 }
@@ -361,7 +367,53 @@ impl Config {
         if !origins_valid(&self.cors_origins) {
             return fail("cors-origins must be `*` or a comma-separated list of origins");
         }
-        self.validate_ws()
+        self.validate_ws()?;
+        self.validate_auth()
+    }
+
+    /// The authorizer the `auth-*` options describe (reading the key file).
+    /// Fails naming the option at fault.
+    pub fn authorizer(&self) -> Result<herald_auth::Authorizer, ConfigError> {
+        herald_auth::Authorizer::new(self.auth.clone()).map_err(|e| {
+            let option = match e.field {
+                "jwt_secret" => "auth-jwt-secret",
+                "jwt_key" => "auth-jwt-key",
+                "issuer" => "auth-issuer",
+                "audience" => "auth-audience",
+                "public_channels" => "public-channels",
+                "cookie" => "auth-cookie",
+                "hook_url" => "auth-url",
+                "hook_timeout" => "auth-timeout",
+                "hook_cache_entries" => "auth-cache-entries",
+                "refresh_grace" => "auth-grace",
+                other => other,
+            };
+            ConfigError(format!("{option}: {}", e.message))
+        })
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let fail = |s: &str| Err(ConfigError(s.to_string()));
+        self.authorizer()?;
+        if self.auth.cookie.is_some() {
+            // Browsers send cookies cross-origin only to an exact origin
+            // that allows credentials, and a socket opened by another site
+            // would ride on them.
+            if self.cors_origins.iter().any(|o| o == "*") {
+                return fail(
+                    "auth-cookie needs cors-origins to list your pages' exact origins: browsers refuse credentials with `*`",
+                );
+            }
+            if self.ws.origins.is_empty() || self.ws.origins.iter().any(|o| o == "*") {
+                return fail(
+                    "auth-cookie needs ws-origins to list your pages' exact origins, so that another site cannot open a WebSocket with your users' cookies",
+                );
+            }
+        }
+        if self.auth.refresh_grace.is_zero() {
+            return fail("auth-grace must be at least 1 second");
+        }
+        Ok(())
     }
 
     fn validate_ws(&self) -> Result<(), ConfigError> {

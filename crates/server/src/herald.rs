@@ -82,6 +82,7 @@ impl Herald {
     /// `engine_errors` (or does not, and the metric stays at zero).
     fn assemble(config: Config, bus: Bus, engine_errors: Counter) -> Result<Self, ConfigError> {
         config.validate()?;
+        let auth = config.authorizer()?;
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let stats = Stats::default();
@@ -91,6 +92,7 @@ impl Herald {
             limits: config.limits.clone(),
             shutdown: shutdown.clone(),
             stats,
+            auth,
         };
         let public = public::Public::new(ctx, tasks.clone(), &config);
         let internal =
@@ -132,7 +134,7 @@ impl Herald {
         BoxCloneSyncService::new(
             ServiceBuilder::new()
                 .map_response(json_errors)
-                .layer(TraceLayer::new_for_http())
+                .layer(TraceLayer::new_for_http().make_span_with(request_span))
                 .layer(self.cors())
                 .service(routes),
         )
@@ -153,7 +155,7 @@ impl Herald {
         BoxCloneSyncService::new(
             ServiceBuilder::new()
                 .map_response(json_errors)
-                .layer(TraceLayer::new_for_http())
+                .layer(TraceLayer::new_for_http().make_span_with(request_span))
                 .layer(RequestBodyLimitLayer::new(self.inner.config.max_body))
                 .layer(TimeoutLayer::with_status_code(
                     http::StatusCode::REQUEST_TIMEOUT,
@@ -166,19 +168,28 @@ impl Herald {
     /// CORS for subscribers: `cors_origins`, the methods and headers the
     /// subscriber transports read, and the `ETag` short polling answers.
     fn cors(&self) -> CorsLayer {
-        let origins = &self.inner.config.cors_origins;
-        let allow = if origins.iter().any(|o| o == "*") {
+        let config = &self.inner.config;
+        let origins = &config.cors_origins;
+        let any = origins.iter().any(|o| o == "*");
+        let allow = if any {
             AllowOrigin::any()
         } else {
             AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
         };
+        // Cookies cross origins only to an exact, echoed origin that allows
+        // credentials: for the token cookie, and for the session cookies the
+        // backend hook reads. Never with `*` (validation refuses a token
+        // cookie with `*`; the hook then stays same-origin).
+        let credentials = !any && (config.auth.cookie.is_some() || config.auth.hook_url.is_some());
         CorsLayer::new()
             .allow_origin(allow)
+            .allow_credentials(credentials)
             .allow_methods([Method::GET, Method::HEAD])
             .allow_headers([
                 header::IF_NONE_MATCH,
                 herald_sse::LAST_EVENT_ID,
                 header::CACHE_CONTROL,
+                header::AUTHORIZATION,
             ])
             .expose_headers([header::ETAG])
             .max_age(Duration::from_secs(3600))
@@ -196,6 +207,19 @@ impl Herald {
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
     }
+}
+
+/// The span every request is logged in. Its URI has the value of any
+/// `token` query parameter replaced: a subscriber token must never reach
+/// the logs. `sub` is filled in once a subscription is authorized.
+fn request_span<B>(req: &Request<B>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %req.method(),
+        uri = %herald_auth::redact_query(req.uri()),
+        version = ?req.version(),
+        sub = tracing::field::Empty,
+    )
 }
 
 #[cfg(test)]

@@ -24,6 +24,10 @@ use herald_http::write_json_str;
 /// starting with [`herald_bus::RESERVED_EVENT_PREFIX`] are refused.
 pub(crate) const GAP_EVENT: &str = "herald.gap";
 
+/// Event type sent when the subscriber's token expires, just before the
+/// stream ends.
+pub(crate) const EXPIRED_EVENT: &str = "herald.expired";
+
 /// The heartbeat: a comment line, which every client ignores but which
 /// keeps proxies and NATs from closing an idle stream and makes a write
 /// fail on a dead connection.
@@ -69,6 +73,19 @@ pub(crate) fn gap(id: &str, channels: &[ChannelName], reason: Reason) -> Bytes {
     data.push_str("\"}");
     let mut out = BytesMut::with_capacity(data.len() + id.len() + 40);
     put_event(&mut out, Some(id), Some(GAP_EVENT), &data);
+    out.freeze()
+}
+
+/// `id: {cursor}\nevent: herald.expired\ndata: {"cursor":"{cursor}"}\n\n`:
+/// the token that allowed the stream expired. The id is where the stream
+/// stands, so a reconnect (with a fresh token) resumes exactly there.
+pub(crate) fn expired(cursor: &Cursor) -> Bytes {
+    let id = cursor.to_string();
+    let mut data = String::from("{\"cursor\":");
+    write_json_str(&mut data, &id);
+    data.push('}');
+    let mut out = BytesMut::with_capacity(data.len() + id.len() + 40);
+    put_event(&mut out, Some(&id), Some(EXPIRED_EVENT), &data);
     out.freeze()
 }
 

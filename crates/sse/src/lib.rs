@@ -20,7 +20,7 @@ mod jitter;
 mod stream;
 
 use herald_bus::{Cursor, Start};
-use herald_http::{Body, Code, Context, Error, Query, Transport, channels, empty};
+use herald_http::{Body, Code, Context, Error, Query, Transport, authorize, channels, empty};
 use http::{HeaderName, HeaderValue, Method, Request, Response, header};
 use tokio::time::Instant;
 
@@ -58,6 +58,7 @@ impl Sse {
 
     async fn respond<B>(&self, req: &Request<B>, list: &str) -> Result<Response<Body>, Error> {
         let channels = channels(list, &self.ctx.limits)?;
+        let grant = authorize(&self.ctx, req, &channels, "sse").await?;
         let start = self.start(req)?;
         if req.method() == Method::HEAD {
             return Ok(event_stream(empty()));
@@ -78,6 +79,7 @@ impl Sse {
                 .config
                 .max_lifetime
                 .map(|d| Instant::now() + jitter::lifetime(d)),
+            expires: grant.remaining().map(|left| Instant::now() + left),
             opening: Some(frame::opening(jitter::retry(self.config.retry))),
             finished: false,
             session: self.ctx.stats.session(Transport::Sse, channels.len()),
@@ -151,6 +153,7 @@ mod tests {
             limits: Limits::default(),
             shutdown: shutdown.clone(),
             stats: Default::default(),
+            auth: Default::default(),
         };
         Setup {
             sse: Sse::new(ctx, config),

@@ -37,6 +37,9 @@ pub(crate) struct Events {
     pub(crate) heartbeat: Duration,
     /// When the stream ends by itself (maximum lifetime), if ever.
     pub(crate) end: Option<Instant>,
+    /// When the subscriber's token expires, if it does: the stream then
+    /// sends `herald.expired` and ends, even in the middle of a burst.
+    pub(crate) expires: Option<Instant>,
     /// The first frame, until it is written.
     pub(crate) opening: Option<Bytes>,
     /// The stream has one channel: its events are cached whole, ids and
@@ -74,10 +77,18 @@ impl Events {
             self.session.reason("every channel deleted");
             return None;
         }
+        // Checked before reading, so that a channel that never pauses does
+        // not keep an expired token reading.
+        if self.is_expired() {
+            return Some(self.expire());
+        }
         // One timer: the heartbeat is due `heartbeat` after the last write,
         // which is when this future was created.
         let due = Instant::now() + self.heartbeat;
-        let wake = self.end.map_or(due, |end| end.min(due));
+        let wake = [self.end, self.expires]
+            .into_iter()
+            .flatten()
+            .fold(due, Instant::min);
         let next = tokio::select! {
             biased;
             () = self.shutdown.cancelled() => Next::Stop,
@@ -88,6 +99,10 @@ impl Events {
             Next::Stop => {
                 self.session.reason("server shutting down");
                 None
+            }
+            Next::Tick if self.is_expired() => {
+                self.session.reason("token expired");
+                Some(self.expire())
             }
             Next::Tick if self.end.is_some_and(|end| Instant::now() >= end) => {
                 self.session.reason("lifetime over");
@@ -101,6 +116,16 @@ impl Events {
                 Some(bytes)
             }
         }
+    }
+
+    fn is_expired(&self) -> bool {
+        self.expires.is_some_and(|at| Instant::now() >= at)
+    }
+
+    /// The last frame of a stream whose token expired.
+    fn expire(&mut self) -> Bytes {
+        self.finished = true;
+        frame::expired(&self.sub.cursor())
     }
 
     /// All events of one batch, as one frame: gap events first (with the
@@ -147,4 +172,99 @@ fn concat(mut parts: Vec<Bytes>) -> Bytes {
         out.extend_from_slice(&p);
     }
     out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use herald_bus::{Bus, ChannelName, Cursor, Draft, Payload, Start};
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::frame::tests::parse;
+
+    async fn events(bus: &Bus, expires: Duration) -> Body {
+        let channels = [ChannelName::new("a").unwrap()];
+        let sub = bus.subscribe(&channels, &Start::Now).await.unwrap();
+        Events {
+            sub,
+            shutdown: CancellationToken::new(),
+            limit: 1,
+            heartbeat: Duration::from_secs(15),
+            end: None,
+            expires: Some(Instant::now() + expires),
+            opening: None,
+            single: true,
+            finished: false,
+            session: herald_http::Stats::default().session(herald_http::Transport::Sse, 1),
+        }
+        .into_body()
+    }
+
+    async fn publish(bus: &Bus, data: &str) {
+        let draft = Draft {
+            channel: ChannelName::new("a").unwrap(),
+            event: None,
+            payload: Payload::text(data.to_string()).unwrap(),
+        };
+        bus.publish(vec![draft]).await.unwrap();
+    }
+
+    async fn next(body: &mut Body) -> Option<String> {
+        let f = body.frame().await?.unwrap();
+        Some(String::from_utf8(f.into_data().unwrap().to_vec()).unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_expiry_the_stream_says_where_it_stands_and_ends() {
+        let bus = Bus::memory(herald_bus::Config::default());
+        let mut body = events(&bus, Duration::from_secs(10)).await;
+        publish(&bus, "one").await;
+        let first = parse(&next(&mut body).await.unwrap()).events;
+        assert_eq!(first[0].data, "one");
+
+        let t = Instant::now();
+        let last = next(&mut body).await.unwrap();
+        assert_eq!(t.elapsed(), Duration::from_secs(10), "exactly at exp");
+        let expired = &parse(&last).events[0];
+        assert_eq!(expired.event, "herald.expired");
+        assert_eq!(expired.id, first[0].id, "resumes right after `one`");
+        let data: serde_json::Value = serde_json::from_str(&expired.data).unwrap();
+        assert_eq!(data["cursor"], expired.id.as_str());
+        assert!(next(&mut body).await.is_none(), "the stream ends");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expiry_cuts_a_burst_between_batches_and_loses_nothing() {
+        let bus = Bus::memory(herald_bus::Config::default());
+        let mut body = events(&bus, Duration::from_secs(1)).await;
+        for i in 0..5 {
+            publish(&bus, &format!("m{i}")).await;
+        }
+        // One message per frame (limit 1): read two, then expire with
+        // three still retained.
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            seen.extend(parse(&next(&mut body).await.unwrap()).events);
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let expired = parse(&next(&mut body).await.unwrap()).events.remove(0);
+        assert_eq!(expired.event, "herald.expired");
+        assert!(next(&mut body).await.is_none());
+
+        // A reconnect from the expired event's id gets exactly the rest.
+        let from = Start::From(Cursor::parse(&expired.id).unwrap());
+        let rest = bus
+            .read(&[ChannelName::new("a").unwrap()], &from, 10)
+            .await
+            .unwrap();
+        let datas: Vec<String> = rest
+            .messages
+            .iter()
+            .map(|m| m.payload.as_str().to_owned())
+            .collect();
+        assert_eq!(datas, ["m2", "m3", "m4"]);
+        assert_eq!(seen.len(), 2);
+    }
 }

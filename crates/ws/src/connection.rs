@@ -32,8 +32,9 @@ use std::{
 
 use bytes::Bytes;
 use futures::{Sink, Stream};
+use herald_auth::Decision;
 use herald_bus::{Batch, ChannelName, Subscription};
-use herald_http::{Code, Context, Error, Session, Transport};
+use herald_http::{Code, Context, Error, Session, Transport, refusal};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     time::{Instant, MissedTickBehavior, interval_at, sleep_until, timeout},
@@ -55,6 +56,7 @@ use tokio_tungstenite::{
 
 use crate::{
     Config, SlowPolicy,
+    access::{Access, Due, EXPIRED_CLOSE},
     frame::{self, Bounds, GapReason, Op},
     metered::Metered,
     rate::Bucket,
@@ -117,6 +119,8 @@ enum Event {
     Progress(u64),
     Stalled,
     Batch(Batch),
+    /// The session's grant ended, or its grace period did.
+    Auth(Due),
 }
 
 /// A connection's state between events.
@@ -154,17 +158,21 @@ struct Connection<S> {
     fresh: Vec<ChannelName>,
     /// Counts what the connection sends; logs its end when dropped.
     session: Session,
+    /// What the connection's credentials grant, until when.
+    access: Access,
 }
 
 /// Serves one connection until it ends, then closes it. `greeting` is sent
 /// first (the `subscribed` frame of `/ws/{channels}`); `fresh` names the
-/// channels `sub` was created with.
+/// channels `sub` was created with; `access` is what the handshake's
+/// credentials were granted.
 pub(crate) async fn serve<S>(
     ws: WebSocketStream<Metered<S>>,
     sub: Subscription,
     greeting: Option<Bytes>,
     ctx: Context,
     config: Arc<Config>,
+    access: Access,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -188,6 +196,7 @@ pub(crate) async fn serve<S>(
         bucket,
         fresh,
         session,
+        access,
     };
     let end = match greeting {
         Some(g) => match c.reply(g) {
@@ -244,14 +253,26 @@ where
                     Poll::Pending
                 }
             });
+            let due = self.access.due();
+            let auth_due = async {
+                match due {
+                    Some((at, what)) => {
+                        sleep_until(at).await;
+                        what
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let paused = self.access.paused();
             let event = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => Event::Shutdown,
+                what = auth_due => Event::Auth(what),
                 e = socket => e,
                 () = &mut pong_due, if awaiting_pong => Event::PongOverdue,
                 () = &mut stall, if armed.is_some() => Event::Stalled,
                 _ = ping.tick() => Event::PingDue,
-                b = self.sub.next(limit), if !flushing => Event::Batch(b),
+                b = self.sub.next(limit), if !flushing && !paused => Event::Batch(b),
             };
             let step = match event {
                 Event::Shutdown => Err(End::Close(CloseCode::Away, "server shutting down")),
@@ -289,6 +310,13 @@ where
                 }
                 Event::Read(Some(Ok(m))) => self.on_message(m).await,
                 Event::Batch(batch) => self.deliver(batch),
+                Event::Auth(Due::Expired) => {
+                    self.access.expire(self.ctx.auth.refresh_grace());
+                    self.reply(frame::expired())
+                }
+                Event::Auth(Due::GraceOver) => {
+                    Err(End::Close(CloseCode::from(EXPIRED_CLOSE), "token expired"))
+                }
             };
             if let Err(end) = step {
                 return end;
@@ -368,7 +396,12 @@ where
         match parsed.op {
             Err(refusal) => self.refuse(reference, refusal),
             Ok(Op::Ping) => self.reply(frame::pong(reference)),
-            Ok(Op::Subscribe { channels, start }) => {
+            Ok(Op::Auth { token }) => self.on_auth(reference, token).await,
+            Ok(Op::Subscribe {
+                channels,
+                start,
+                token,
+            }) => {
                 let have: HashSet<&ChannelName> = self.sub.channels().collect();
                 let new: Vec<ChannelName> = channels
                     .iter()
@@ -379,6 +412,16 @@ where
                 if self.sub.len() + new.len() > max {
                     return self.refuse(reference, frame::too_many(max));
                 }
+                let refused = self.authorize(reference, &new, token).await?;
+                if refused.len() == new.len() && !new.is_empty() {
+                    return Ok(());
+                }
+                let new: Vec<ChannelName> =
+                    new.into_iter().filter(|c| !refused.contains(c)).collect();
+                let channels: Vec<ChannelName> = channels
+                    .into_iter()
+                    .filter(|c| !refused.contains(c))
+                    .collect();
                 match self.ctx.setup(self.sub.add(&new, &start)).await {
                     // The engine is unavailable or slow: not the client's
                     // fault, so not a bad frame; its details stay in the log.
@@ -398,6 +441,70 @@ where
                 self.reply(frame::unsubscribed(reference, &removed))
             }
         }
+    }
+
+    /// Checks the connection's credentials (or the frame's `token`) for
+    /// channels about to be subscribed; answers the refused ones, each told
+    /// with its own `error` frame. Not bad frames: the connection stays.
+    async fn authorize(
+        &mut self,
+        reference: Option<&str>,
+        channels: &[ChannelName],
+        token: Option<String>,
+    ) -> Result<Vec<ChannelName>, End> {
+        if !self.ctx.auth.is_enabled() || channels.is_empty() {
+            return Ok(Vec::new());
+        }
+        let credentials = match token {
+            Some(t) => self.access.credentials.clone().with_token(t),
+            None => self.access.credentials.clone(),
+        };
+        let decision = self.ctx.auth.authorize(&credentials, channels, "ws").await;
+        let refused = match &decision {
+            Decision::Allowed(grant) => {
+                self.access.add(credentials, grant);
+                Vec::new()
+            }
+            Decision::Forbidden { refused, grant } => {
+                self.access.add(credentials, grant);
+                refused.clone()
+            }
+            // Refused as a whole: the public channels stay readable.
+            Decision::Unauthorized(_) | Decision::Unavailable => channels
+                .iter()
+                .filter(|c| !self.ctx.auth.is_public(c))
+                .cloned()
+                .collect(),
+        };
+        let error = refusal(&decision);
+        for channel in &refused {
+            self.reply(frame::channel_error(reference, channel, &error))?;
+        }
+        Ok(refused)
+    }
+
+    /// An `auth` frame: a fresh token for every channel subscribed. Those
+    /// it no longer covers are dropped, each with an `error` frame; a token
+    /// that is no good changes nothing.
+    async fn on_auth(&mut self, reference: Option<&str>, token: String) -> Result<(), End> {
+        let credentials = self.access.credentials.clone().with_token(token);
+        let channels: Vec<ChannelName> = self.sub.channels().cloned().collect();
+        let decision = self.ctx.auth.authorize(&credentials, &channels, "ws").await;
+        let (refused, grant) = match &decision {
+            Decision::Allowed(grant) => (&[][..], grant),
+            Decision::Forbidden { refused, grant } => (&refused[..], grant),
+            Decision::Unauthorized(_) | Decision::Unavailable => {
+                return self.reply(frame::error(reference, &refusal(&decision)));
+            }
+        };
+        let error = refusal(&decision);
+        let removed = self.sub.remove(refused);
+        self.fresh.retain(|c| !removed.contains(c));
+        for channel in &removed {
+            self.reply(frame::channel_error(reference, channel, &error))?;
+        }
+        self.access.renew(credentials, grant);
+        self.reply(frame::authorized(reference))
     }
 
     /// Answers a bad frame with an `error` frame; the one that reaches the
@@ -526,6 +633,12 @@ mod tests {
     use tokio_tungstenite::tungstenite::protocol::Role;
     use tokio_util::sync::CancellationToken;
 
+    /// The session of a connection that presented nothing, with
+    /// authorization off.
+    fn no_access() -> Access {
+        Access::new(Default::default(), &Default::default())
+    }
+
     struct Harness {
         client: WebSocketStream<DuplexStream>,
         bus: Bus,
@@ -544,6 +657,7 @@ mod tests {
             limits: Limits::default(),
             shutdown: CancellationToken::new(),
             stats: Default::default(),
+            auth: Default::default(),
         }
     }
 
@@ -556,7 +670,7 @@ mod tests {
         let server = WebSocketStream::from_raw_socket(Metered::new(a), Role::Server, None).await;
         let client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
         let sub = bus.empty_subscription();
-        let task = tokio::spawn(serve(server, sub, None, ctx, Arc::new(config)));
+        let task = tokio::spawn(serve(server, sub, None, ctx, Arc::new(config), no_access()));
         Harness {
             client,
             bus,
@@ -663,7 +777,15 @@ mod tests {
         let (a, mut raw) = tokio::io::duplex(1 << 16);
         let server = WebSocketStream::from_raw_socket(Metered::new(a), Role::Server, None).await;
         let start = Instant::now();
-        serve(server, sub, None, ctx, Arc::new(config.clone())).await;
+        serve(
+            server,
+            sub,
+            None,
+            ctx,
+            Arc::new(config.clone()),
+            no_access(),
+        )
+        .await;
         let took = start.elapsed();
         assert!(
             took >= config.ping_interval + config.ping_timeout,
@@ -823,7 +945,7 @@ mod tests {
             ping_interval: Duration::from_secs(3600),
             ..Config::default()
         };
-        tokio::spawn(serve(server, sub, None, ctx, Arc::new(config)));
+        tokio::spawn(serve(server, sub, None, ctx, Arc::new(config), no_access()));
         subscribe(&mut client, "a").await;
         // One batch of about 1.2 MB for a client that reads no more.
         let data = "x".repeat(4000);
@@ -1046,13 +1168,14 @@ mod tests {
             limits: Limits::default(),
             shutdown: CancellationToken::new(),
             stats: Default::default(),
+            auth: Default::default(),
         };
         let (a, b) = tokio::io::duplex(1 << 16);
         let server = WebSocketStream::from_raw_socket(Metered::new(a), Role::Server, None).await;
         let mut client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
         let sub = ctx.bus.empty_subscription();
         let config = Arc::new(Config::default());
-        tokio::spawn(serve(server, sub, None, ctx, config));
+        tokio::spawn(serve(server, sub, None, ctx, config, no_access()));
         let f = r#"{"type":"subscribe","channels":["a"],"ref":"s"}"#;
         client.send(WsMessage::text(f)).await.unwrap();
         let v = next_json(&mut client).await;

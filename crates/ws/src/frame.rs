@@ -17,11 +17,16 @@ use serde_json::{Map, Value};
 /// A client frame's operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Op {
-    /// Add channels, starting at `start`.
+    /// Add channels, starting at `start`; `token`, when given, is checked
+    /// for them and becomes the connection's token.
     Subscribe {
         channels: Vec<ChannelName>,
         start: Start,
+        token: Option<String>,
     },
+    /// Replace the connection's token (a refresh, before or after
+    /// `expired`).
+    Auth { token: String },
     /// Remove channels.
     Unsubscribe { channels: Vec<ChannelName> },
     /// Application-level ping; answered with `pong`.
@@ -90,6 +95,11 @@ fn operation(o: &Map<String, Value>, bounds: Bounds) -> Result<Op, Error> {
         "subscribe" => Ok(Op::Subscribe {
             channels: channel_list(o, bounds.max_channels)?,
             start: start(o, bounds.max_last)?,
+            token: token(o)?,
+        }),
+        "auth" => Ok(Op::Auth {
+            token: token(o)?
+                .ok_or_else(|| Error::new(Code::InvalidFrame, "an auth frame needs a token"))?,
         }),
         "unsubscribe" => Ok(Op::Unsubscribe {
             channels: channel_list(o, bounds.max_channels)?,
@@ -97,7 +107,19 @@ fn operation(o: &Map<String, Value>, bounds: Bounds) -> Result<Op, Error> {
         "ping" => Ok(Op::Ping),
         other => Err(Error::new(
             Code::UnknownType,
-            format!("unknown frame type {other:?}; expected subscribe, unsubscribe or ping"),
+            format!("unknown frame type {other:?}; expected subscribe, unsubscribe, auth or ping"),
+        )),
+    }
+}
+
+/// `token`: absent, or a non-empty string.
+fn token(o: &Map<String, Value>) -> Result<Option<String>, Error> {
+    match o.get("token") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(t)) if !t.is_empty() => Ok(Some(t.clone())),
+        Some(_) => Err(Error::new(
+            Code::InvalidFrame,
+            "token must be a non-empty string",
         )),
     }
 }
@@ -258,6 +280,31 @@ pub(crate) fn error(reference: Option<&str>, e: &Error) -> Bytes {
     Bytes::from(out)
 }
 
+/// An `error` frame about one channel (`"channel":".."` added): a channel
+/// the connection's credentials may not read.
+pub(crate) fn channel_error(reference: Option<&str>, channel: &ChannelName, e: &Error) -> Bytes {
+    let mut out = open("error", reference);
+    out.push_str(",\"channel\":");
+    write_json_str(&mut out, channel.as_str());
+    out.push(',');
+    e.report().write_fields(&mut out);
+    out.push('}');
+    Bytes::from(out)
+}
+
+/// `{"type":"expired"}`: the connection's token expired; delivery waits
+/// for an `auth` frame with a fresh one.
+pub(crate) fn expired() -> Bytes {
+    Bytes::from_static(br#"{"type":"expired"}"#)
+}
+
+/// `{"type":"authorized","ref":..}`: an `auth` frame's token was accepted.
+pub(crate) fn authorized(reference: Option<&str>) -> Bytes {
+    let mut out = open("authorized", reference);
+    out.push('}');
+    Bytes::from(out)
+}
+
 /// `{"type":"pong","ref":..}`.
 pub(crate) fn pong(reference: Option<&str>) -> Bytes {
     let mut out = open("pong", reference);
@@ -320,7 +367,8 @@ mod tests {
             f.op,
             Ok(Op::Subscribe {
                 channels: vec![ch("a"), ch("b")],
-                start: Start::Now
+                start: Start::Now,
+                token: None,
             })
         );
         let f = parse(
@@ -331,7 +379,8 @@ mod tests {
             f.op,
             Ok(Op::Subscribe {
                 channels: vec![ch("a")],
-                start: Start::Last(10)
+                start: Start::Last(10),
+                token: None,
             })
         );
         assert_eq!(
@@ -367,7 +416,8 @@ mod tests {
             parse(r#"{"type":"subscribe","channels":["a","a"]}"#, few).op,
             Ok(Op::Subscribe {
                 channels: vec![ch("a")],
-                start: Start::Now
+                start: Start::Now,
+                token: None,
             })
         );
         // A big list of distinct names is handled in one pass.
@@ -381,6 +431,51 @@ mod tests {
             panic!("refused");
         };
         assert_eq!(channels.len(), 20_000);
+    }
+
+    #[test]
+    fn tokens_ride_on_subscribe_and_auth_frames() {
+        let f = parse(
+            r#"{"type":"subscribe","channels":["a"],"token":"t1"}"#,
+            bounds(10),
+        );
+        let Ok(Op::Subscribe { token, .. }) = f.op else {
+            panic!("not a subscribe")
+        };
+        assert_eq!(token.as_deref(), Some("t1"));
+        let f = parse(r#"{"type":"auth","token":"t2","ref":"r"}"#, bounds(10));
+        assert_eq!(f.op, Ok(Op::Auth { token: "t2".into() }));
+        assert_eq!(f.reference.as_deref(), Some("r"));
+        for bad in [
+            r#"{"type":"auth"}"#,
+            r#"{"type":"auth","token":""}"#,
+            r#"{"type":"auth","token":7}"#,
+            r#"{"type":"subscribe","channels":["a"],"token":["t"]}"#,
+        ] {
+            assert_eq!(code(bad), "invalid_frame", "{bad}");
+        }
+    }
+
+    #[test]
+    fn auth_frames_from_the_server_are_json() {
+        let e = Error::new(Code::Forbidden, "not allowed to read b");
+        let v: Value = serde_json::from_slice(&channel_error(Some("r"), &ch("b"), &e)).unwrap();
+        assert_eq!(
+            (
+                v["type"].as_str(),
+                v["code"].as_str(),
+                v["channel"].as_str()
+            ),
+            (Some("error"), Some("forbidden"), Some("b"))
+        );
+        assert_eq!(v["ref"], "r");
+        let v: Value = serde_json::from_slice(&expired()).unwrap();
+        assert_eq!(v["type"], "expired");
+        let v: Value = serde_json::from_slice(&authorized(Some("x"))).unwrap();
+        assert_eq!(
+            (v["type"].as_str(), v["ref"].as_str()),
+            (Some("authorized"), Some("x"))
+        );
     }
 
     #[tokio::test]
@@ -405,7 +500,8 @@ mod tests {
             parse(&one, bounds(10)).op,
             Ok(Op::Subscribe {
                 channels: vec![ch("a")],
-                start: Start::From(ca.clone())
+                start: Start::From(ca.clone()),
+                token: None,
             })
         );
         let two = format!(r#"{{"type":"subscribe","channels":["a","b"],"since":["{ca}","{cb}"]}}"#);
@@ -552,7 +648,7 @@ mod tests {
                 prop_assert_eq!(f.reference.as_deref(), Some(r.as_str()));
             }
             match f.op {
-                Ok(Op::Subscribe { channels, start }) => {
+                Ok(Op::Subscribe { channels, start, .. }) => {
                     prop_assert_eq!(v["type"].as_str(), Some("subscribe"));
                     prop_assert!(!channels.is_empty());
                     if let Start::Last(n) = start { prop_assert!(n <= 100); }
@@ -562,6 +658,7 @@ mod tests {
                     prop_assert!(!channels.is_empty());
                 }
                 Ok(Op::Ping) => prop_assert_eq!(v["type"].as_str(), Some("ping")),
+                Ok(Op::Auth { .. }) => prop_assert_eq!(v["type"].as_str(), Some("auth")),
                 Err(r) => prop_assert!(["invalid_json", "invalid_frame", "unknown_type", "invalid_channel", "invalid_cursor"].contains(&r.code().as_str())),
             }
         }
@@ -572,7 +669,7 @@ mod tests {
             let v = serde_json::json!({"type":"subscribe","channels":names,"last":last,"ref":r});
             let f = parse(&v.to_string(), bounds(1000));
             prop_assert_eq!(f.reference.as_deref(), Some(r.as_str()));
-            let Ok(Op::Subscribe { channels, start }) = f.op else { return Err(TestCaseError::fail("refused")) };
+            let Ok(Op::Subscribe { channels, start, .. }) = f.op else { return Err(TestCaseError::fail("refused")) };
             let mut want: Vec<&str> = Vec::new();
             for n in &names { if !want.contains(&n.as_str()) { want.push(n) } }
             prop_assert_eq!(channels.iter().map(ChannelName::as_str).collect::<Vec<_>>(), want);

@@ -13,6 +13,7 @@
 //! often it may subscribe (docs/security.md). Routing, listeners and option
 //! parsing are the server's.
 
+mod access;
 mod config;
 mod connection;
 mod frame;

@@ -10,8 +10,9 @@
 use std::sync::Arc;
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
+use herald_auth::Grant;
 use herald_http::{
-    Body, Code, ConnectionPermit, Context, Error, Query, channels, empty, header_str,
+    Body, Code, ConnectionPermit, Context, Error, Query, authorize, channels, empty, header_str,
 };
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use hyper::upgrade::OnUpgrade;
@@ -25,7 +26,7 @@ use tokio_tungstenite::{
 };
 use tokio_util::task::TaskTracker;
 
-use crate::{Config, connection, frame, metered::Metered};
+use crate::{Config, access::Access, connection, frame, metered::Metered};
 
 /// Bytes read from the socket at a time, allocated up front per connection.
 /// Client frames are small JSON objects, and an idle connection should cost
@@ -74,8 +75,9 @@ impl Ws {
     ) -> Result<Response<Body>, Error> {
         let accept = accept_key(req.headers())?;
         check_origin(req.headers(), &self.config.origins)?;
-        let (sub, greeting) = match list {
-            None => (self.ctx.bus.empty_subscription(), None),
+        let credentials = self.ctx.auth.credentials(&req);
+        let (sub, greeting, grant) = match list {
+            None => (self.ctx.bus.empty_subscription(), None, Grant::default()),
             Some(list) => {
                 let limits = &self.ctx.limits;
                 let channels = channels(list, limits)?;
@@ -84,6 +86,9 @@ impl Ws {
                     return Err(frame::too_many(max));
                 }
                 let start = Query::parse(req.uri().query()).start(limits)?;
+                // The handshake is HTTP: all-or-nothing, like the other
+                // transports.
+                let grant = authorize(&self.ctx, &req, &channels, "ws").await?;
                 // Subscribed before the 101, so that whatever is published
                 // once the client is connected is delivered.
                 let sub = self
@@ -91,9 +96,10 @@ impl Ws {
                     .setup(self.ctx.bus.subscribe(&channels, &start))
                     .await?;
                 let greeting = frame::subscribed(None, &channels, &sub.cursor());
-                (sub, Some(greeting))
+                (sub, Some(greeting), grant)
             }
         };
+        let access = Access::new(credentials, &grant);
         if req.extensions().get::<OnUpgrade>().is_none() {
             return Err(Error::new(
                 Code::Internal,
@@ -125,7 +131,7 @@ impl Ws {
                 Some(ws_config),
             )
             .await;
-            connection::serve(ws, sub, greeting, ctx, config).await;
+            connection::serve(ws, sub, greeting, ctx, config, access).await;
             drop(permit);
         });
         let mut res = Response::new(empty());

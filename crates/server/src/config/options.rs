@@ -21,7 +21,8 @@
 use super::{
     Config,
     unit::{
-        Addr, Bytes, Choice, Count, List, Millis, OptionalText, Secs, SecsOrNever, Text, Unit, at,
+        Addr, Bytes, Choice, Count, List, Millis, OptionalText, Patterns, Secs, SecsOrNever, Text,
+        Unit, at,
     },
 };
 
@@ -329,6 +330,67 @@ pub(crate) static SECTIONS: &[Section] = &[
         ],
     },
     Section {
+        title: "Subscriber authorization",
+        options: &[
+            Opt::new(
+                "public-channels",
+                &Patterns(at!(auth.public_channels)),
+                "Comma-separated channels and `prefix*` patterns anyone may read once authorization is on; empty with no other auth option = every channel public",
+            ),
+            Opt::new(
+                "auth-jwt-secret",
+                &OptionalText(at!(auth.jwt_secret)),
+                "HS256 secret (at least 32 bytes) subscriber tokens are signed with",
+            )
+            .hint("SECRET")
+            .secret(),
+            Opt::new(
+                "auth-jwt-key",
+                &OptionalText(at!(auth.jwt_key)),
+                "PEM public key file subscriber tokens are signed for: RSA (RS256) or P-256 (ES256)",
+            )
+            .hint("FILE"),
+            Opt::new(
+                "auth-issuer",
+                &OptionalText(at!(auth.issuer)),
+                "The `iss` every subscriber token must carry",
+            ),
+            Opt::new(
+                "auth-audience",
+                &OptionalText(at!(auth.audience)),
+                "The `aud` every subscriber token must name",
+            ),
+            Opt::new(
+                "auth-cookie",
+                &OptionalText(at!(auth.cookie)),
+                "Name of a cookie that may carry the subscriber token; needs exact cors-origins and ws-origins",
+            )
+            .hint("NAME"),
+            Opt::new(
+                "auth-url",
+                &OptionalText(at!(auth.hook_url)),
+                "http:// URL of the backend hook asked about each subscription",
+            )
+            .hint("URL")
+            .secret(),
+            Opt::new(
+                "auth-timeout",
+                &Millis(at!(auth.hook_timeout)),
+                "Milliseconds the backend hook has to answer before the subscriber gets a 503",
+            ),
+            Opt::new(
+                "auth-cache-entries",
+                &Count(at!(auth.hook_cache_entries)),
+                "Backend hook answers remembered at once (for their Cache-Control max-age)",
+            ),
+            Opt::new(
+                "auth-grace",
+                &Secs(at!(auth.refresh_grace)),
+                "Seconds a WebSocket whose token expired has to send a fresh one before it is closed with 4001",
+            ),
+        ],
+    },
+    Section {
         title: "Logs",
         options: &[Opt::new(
             "log-format",
@@ -395,6 +457,7 @@ mod tests {
         assert_eq!(c.sse, herald_sse::Config::default());
         assert_eq!(c.ws, herald_ws::Config::default());
         assert_eq!(c.redis, herald_redis::Config::default());
+        assert_eq!(c.auth, herald_auth::Config::default());
     }
 
     /// Each option writes its own place: some value changes the config,

@@ -222,3 +222,23 @@ impl Conversion for List {
         "empty"
     }
 }
+
+/// Comma-separated channel names and `prefix*` patterns.
+pub(crate) struct Patterns(pub(crate) Place<herald_auth::Patterns>);
+
+impl Conversion for Patterns {
+    type Value = herald_auth::Patterns;
+    const HINT: &'static str = "LIST";
+    fn place(&self) -> &Place<herald_auth::Patterns> {
+        &self.0
+    }
+    fn parse(text: &str) -> Result<herald_auth::Patterns, String> {
+        herald_auth::Patterns::parse_list(text)
+    }
+    fn show(value: &herald_auth::Patterns) -> Option<String> {
+        (!value.is_empty()).then(|| value.to_string())
+    }
+    fn unset() -> &'static str {
+        "empty"
+    }
+}
