@@ -159,7 +159,11 @@ async fn failover_mid_stream(how: Failover) {
             primary.port.to_string(),
         ],
     );
-    let dir = scratch("sentinel");
+    // One directory per test: the sentinel rewrites its config file.
+    let dir = scratch(match how {
+        Failover::Asked => "sentinel-asked",
+        Failover::PrimaryKilled => "sentinel-killed",
+    });
     let conf = dir.join("sentinel.conf");
     std::fs::write(
         &conf,
