@@ -11,74 +11,10 @@
 //! the same shape as a 60 s proxy in front of a 55 s hold. Each case takes
 //! about 7 s.
 
-use std::{
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+use herald_testkit::{
+    Binary, Server,
+    nginx::{Nginx, SHIPPED},
 };
-
-use herald_testkit::{Binary, Endpoints, Server, free_port, need};
-
-/// nginx running `site` (deploy/nginx/herald.conf or a variant, with the
-/// addresses substituted) in its own directory, stopped on drop.
-struct Nginx {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Nginx {
-    fn start(herald: &Endpoints, site: &str) -> Option<Nginx> {
-        let nginx = need("nginx")?;
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("herald-doctor-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let site = site
-            .replace(
-                "server 127.0.0.1:8080;",
-                &format!("server {};", herald.public),
-            )
-            .replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
-        std::fs::write(dir.join("herald.conf"), site).unwrap();
-        let d = dir.display();
-        let main = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-             error_log {d}/error.log warn;\nevents {{ worker_connections 64; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-             fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-             include {d}/herald.conf;\n}}\n"
-        );
-        std::fs::write(dir.join("nginx.conf"), main).unwrap();
-        let child = Command::new(nginx)
-            .args(["-p", &d.to_string(), "-e", &format!("{d}/error.log")])
-            .args(["-c", &format!("{d}/nginx.conf")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx");
-        let mut me = Nginx { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline || me.child.try_wait().ok().flatten().is_some() {
-                let log = std::fs::read_to_string(me.dir.join("error.log")).unwrap_or_default();
-                panic!("nginx did not start:\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(me)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-const SHIPPED: &str = include_str!("../deploy/nginx/herald.conf");
 
 /// Runs `herald doctor` against `nginx` with herald's internal URL;
 /// answers its exit code and what it printed.
@@ -112,7 +48,7 @@ fn line<'a>(text: &'a str, check: &str) -> &'a str {
 #[tokio::test(flavor = "multi_thread")]
 async fn behind_the_shipped_nginx_config_it_reports_healthy() {
     let s = Server::start(&[]).await;
-    let Some(nginx) = Nginx::start(&s, SHIPPED) else {
+    let Some(nginx) = Nginx::start(s.public, SHIPPED) else {
         return;
     };
     let (code, text) = doctor(&nginx, &s).await;
@@ -140,7 +76,7 @@ async fn behind_a_buffering_nginx_with_a_short_read_timeout_it_names_both() {
             "gzip on;\n        gzip_types text/event-stream;",
         )
         .replace("proxy_read_timeout 70s;", "proxy_read_timeout 3s;");
-    let Some(nginx) = Nginx::start(&s, &broken) else {
+    let Some(nginx) = Nginx::start(s.public, &broken) else {
         return;
     };
     let (code, text) = doctor(&nginx, &s).await;

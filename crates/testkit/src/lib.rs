@@ -10,6 +10,7 @@
 //!   [`cursor`] make plain requests and read replies.
 //! - [`sse`] and [`ws`]: one client per streaming transport (short and
 //!   long polls are plain GETs through [`client()`]).
+//! - [`nginx`]: a throwaway nginx running a site file in front of herald.
 //! - [`redis`]: a throwaway `redis-server`; [`need`] finds an outside
 //!   program or skips loudly (fails under `CI=true`).
 //!
@@ -18,6 +19,7 @@
 
 mod binary;
 mod endpoints;
+pub mod nginx;
 mod programs;
 pub mod redis;
 mod server;
