@@ -70,7 +70,7 @@ pub async fn run(
 
 /// Whether a public `GET` or `HEAD` of `path` (without its query) is held:
 /// what the lean path serves.
-fn held(method: &http::Method, path: &str) -> bool {
+pub(crate) fn held(method: &http::Method, path: &str) -> bool {
     Route::parse(Listener::Public, method, path).is_ok_and(|r| r.is_held())
 }
 

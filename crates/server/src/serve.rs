@@ -54,7 +54,7 @@ use crate::{
 };
 
 /// The largest request head, on both paths.
-const MAX_HEAD: usize = 16 * 1024;
+pub(crate) const MAX_HEAD: usize = 16 * 1024;
 
 /// Refused connections being answered at once; past this many, further
 /// ones are closed without an answer.
