@@ -29,7 +29,7 @@ use std::{
 
 use bytes::Bytes;
 use futures::{SinkExt, Stream, StreamExt};
-use herald_testkit::{Binary, free_port, need};
+use herald_testkit::{Binary, free_port, need, nginx::main_conf};
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader},
@@ -201,15 +201,7 @@ impl Proxy {
         Some(Self::spawn("nginx", |port| {
             let dir = Scratch::new("nginx");
             std::fs::write(dir.path("site.conf"), render(site, &swaps(port))).unwrap();
-            let d = dir.0.display();
-            let main = format!(
-                "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-                 error_log {d}/error.log warn;\nevents {{ worker_connections 1024; }}\n\
-                 http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-                 fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-                 include {d}/site.conf;\n}}\n"
-            );
-            std::fs::write(dir.path("nginx.conf"), main).unwrap();
+            std::fs::write(dir.path("nginx.conf"), main_conf(&dir.0, "site.conf")).unwrap();
             let mut cmd = Command::new(&program);
             cmd.arg("-p").arg(&dir.0).args([
                 "-e",

@@ -9,7 +9,7 @@
 
 use std::{
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -18,6 +18,21 @@ use crate::{free_port, need};
 
 /// The shipped site, deploy/nginx/herald.conf.
 pub const SHIPPED: &str = include_str!("../../../deploy/nginx/herald.conf");
+
+/// A main configuration for a throwaway nginx in the prefix directory
+/// `dir`: one worker in the foreground, every temporary path and the pid
+/// file inside `dir`, no access log, and the site file `site` (in `dir`)
+/// included in its `http` block.
+pub fn main_conf(dir: &Path, site: &str) -> String {
+    let d = dir.display();
+    format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+         error_log {d}/error.log warn;\nevents {{ worker_connections 1024; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+         include {d}/{site};\n}}\n"
+    )
+}
 
 /// A running nginx, killed on drop.
 pub struct Nginx {
@@ -46,15 +61,8 @@ impl Nginx {
             .replace("server 127.0.0.1:8080;", &format!("server {upstream};"))
             .replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
         std::fs::write(dir.join("herald.conf"), site).unwrap();
+        std::fs::write(dir.join("nginx.conf"), main_conf(&dir, "herald.conf")).unwrap();
         let d = dir.display();
-        let main = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-             error_log {d}/error.log warn;\nevents {{ worker_connections 1024; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-             fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-             include {d}/herald.conf;\n}}\n"
-        );
-        std::fs::write(dir.join("nginx.conf"), main).unwrap();
         let child = Command::new(nginx)
             .args(["-p", &d.to_string(), "-e", &format!("{d}/error.log")])
             .args(["-c", &format!("{d}/nginx.conf")])
