@@ -42,12 +42,14 @@ async function publishNext() {
     stats.failed += 1;
   }
 }
-let publishing = false;
+// The publish in flight, if any: /pause answers only once it has settled,
+// so that the count it reports is the last message there will be.
+let publishing = null;
 setInterval(async () => {
   if (publishing) return;
-  publishing = true;
-  await publishNext();
-  publishing = false;
+  publishing = publishNext();
+  await publishing;
+  publishing = null;
 }, INTERVAL);
 
 const files = {
@@ -69,7 +71,7 @@ const server = http.createServer((req, res) => {
     json({ dropped: proxies[url.pathname.slice(5)].cut() });
   } else if (req.method === "POST" && (url.pathname === "/pause" || url.pathname === "/resume")) {
     stats.paused = url.pathname === "/pause";
-    json(stats);
+    Promise.resolve(publishing).then(() => json(stats));
   } else {
     res.writeHead(404).end();
   }
