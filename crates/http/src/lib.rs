@@ -28,4 +28,4 @@ pub use error::{Error, Public, RequestId, json_errors};
 pub use permit::ConnectionPermit;
 pub use request::{Query, channel, channels, header_str};
 pub use route::{Listener, Route};
-pub use stats::{Session, Snapshot, Stats, Transport, WS_CLOSE_LABELS};
+pub use stats::{Session, Snapshot, Stats, Tally, Transport, WS_CLOSE_LABELS};
