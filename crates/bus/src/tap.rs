@@ -239,7 +239,6 @@ mod tests {
         published.iter().map(|p| p.message.id).collect()
     }
 
-
     #[tokio::test(start_paused = true)]
     async fn a_caught_up_subscriber_is_written_to_by_the_publisher() {
         let bus = Bus::memory(Config::default());
@@ -252,7 +251,10 @@ mod tests {
         assert!(sub.next(10).now_or_never().is_none());
         let ids = publish(&bus, 3).await;
         assert_eq!(outlet.taken(), ids, "written in one pass, in order");
-        assert!(sub.next(10).now_or_never().is_none(), "nothing for the task");
+        assert!(
+            sub.next(10).now_or_never().is_none(),
+            "nothing for the task"
+        );
         assert_eq!(
             sub.cursor().position(&c()).map(|p| p.0),
             Some(ids[2]),

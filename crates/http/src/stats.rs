@@ -249,7 +249,8 @@ impl Tally {
         self.messages.fetch_add(1, Relaxed);
         self.bytes.fetch_add(bytes as u64, Relaxed);
         self.stats.add(cell(self.transport, Per::Deliveries), 1);
-        self.stats.add(cell(self.transport, Per::Bytes), bytes as u64);
+        self.stats
+            .add(cell(self.transport, Per::Bytes), bytes as u64);
     }
 }
 
