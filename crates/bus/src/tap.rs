@@ -147,7 +147,11 @@ impl Tap {
 /// history.
 #[derive(Default)]
 pub struct Taps {
+    /// The taps offered to, held by the publishing task for a whole pass.
     list: Mutex<Vec<Arc<Tap>>>,
+    /// Taps attached since the last pass: kept apart so that attaching
+    /// never waits for a pass to end.
+    incoming: Mutex<Vec<Arc<Tap>>>,
 }
 
 impl Taps {
@@ -156,36 +160,43 @@ impl Taps {
     /// the tap's position; a message stored after that is then offered to
     /// the tap, and one stored before is skipped by it.
     pub fn attach(&self, tap: Arc<Tap>) {
-        self.lock().push(tap);
+        lock(&self.incoming).push(tap);
     }
 
     /// Offers one channel's new messages (in id order) to every tap, from
     /// the publishing task, once the engine's own locks are released. Taps
     /// that let go are dropped from the list.
     pub fn offer(&self, messages: &[Arc<Message>]) {
-        self.lock().retain(|tap| tap.offer(messages));
+        let mut list = lock(&self.list);
+        list.append(&mut lock(&self.incoming));
+        list.retain(|tap| tap.offer(messages));
     }
 
     /// Lets every tap go (the channel was deleted): each subscription's
     /// task takes over and finds out.
     pub fn release(&self) {
-        for tap in self.lock().drain(..) {
+        let mut list = lock(&self.list);
+        list.append(&mut lock(&self.incoming));
+        for tap in list.drain(..) {
             tap.lock().outlet = None;
             tap.detached.notify_one();
         }
     }
 
-    /// Drops the taps whose subscriptions let go; answers whether any is
-    /// left.
+    /// Drops the taps whose subscriptions let go; answers whether any may
+    /// be left (without waiting: during a pass, yes).
     pub fn prune(&self) -> bool {
-        let mut list = self.lock();
+        let Ok(mut list) = self.list.try_lock() else {
+            return true;
+        };
+        list.append(&mut lock(&self.incoming));
         list.retain(|tap| tap.lock().outlet.is_some());
         !list.is_empty()
     }
+}
 
-    fn lock(&self) -> MutexGuard<'_, Vec<Arc<Tap>>> {
-        self.list.lock().unwrap_or_else(|e| e.into_inner())
-    }
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
