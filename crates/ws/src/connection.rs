@@ -1090,6 +1090,30 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn one_publish_writes_to_every_waiting_connection_in_one_pass() {
+        // More connections than tokio's cooperative budget allows writes in
+        // one poll: the pass must not be cut short by it.
+        let ctx = context(100);
+        let stats = ctx.stats.clone();
+        let mut clients = Vec::new();
+        for _ in 0..300 {
+            let mut h = harness_with(ctx.clone(), Config::default(), 1 << 12).await;
+            subscribe(&mut h.client, "a").await;
+            clients.push(h);
+        }
+        publish_from(&ctx.bus, "a", 0, 1).await;
+        for h in &mut clients {
+            assert_eq!(next_json(&mut h.client).await["data"], "m0");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        publish_from(&ctx.bus, "a", 1, 1).await;
+        assert_eq!(delivered(&stats), 600, "every one written by the publish");
+        for h in &mut clients {
+            assert_eq!(next_json(&mut h.client).await["data"], "m1");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_frame_the_socket_takes_in_part_is_finished_before_the_next() {
         // A pipe smaller than one message: the publisher begins the frame,
         // the connection's task finishes it, then reads the rest.

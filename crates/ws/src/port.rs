@@ -17,13 +17,15 @@
 //! a time, never across an `.await`.
 
 use std::{
+    future::poll_fn,
     io,
     pin::Pin,
     sync::{Arc, Mutex, MutexGuard},
-    task::{Context, Poll, Waker},
+    task::{Context, Poll},
 };
 
 use bytes::{Buf, Bytes};
+use futures::FutureExt;
 use herald_bus::{Message, Outlet, Sent};
 use herald_http::Tally;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -164,10 +166,14 @@ impl<S: AsyncWrite + Unpin + Send + 'static> Outlet for Direct<S> {
         }
         // Never waits: a socket that would block answers at once, and the
         // waker it keeps is a no-op (the connection's task registers its
-        // own when it takes over).
-        let mut cx = Context::from_waker(Waker::noop());
-        let n = match Pin::new(&mut inner.io).poll_write(&mut cx, &bytes) {
-            Poll::Ready(Ok(n)) if n > 0 => n,
+        // own when it takes over). Outside tokio's cooperative budget: one
+        // pass writes to thousands of sockets within one poll of the
+        // publishing task, and the budget would refuse all but the first
+        // hundred or so.
+        let io = &mut inner.io;
+        let write = poll_fn(|cx| Pin::new(&mut *io).poll_write(cx, &bytes));
+        let n = match tokio::task::unconstrained(write).now_or_never() {
+            Some(Ok(n)) if n > 0 => n,
             _ => return Sent::Nothing,
         };
         inner.written += n as u64;
