@@ -332,3 +332,65 @@ async fn cors_applies_on_held_routes() {
         Some("https://app.example")
     );
 }
+
+/// A stream that waits caught up is written to by the publishing task
+/// itself, one chunk per event (docs/architecture.md, "The path of one
+/// message"); when the socket fills, the stream's own task takes over, in
+/// the middle of a chunk if need be, and hands back once caught up. A
+/// client with a small receive buffer that reads slowly sees valid chunked
+/// framing and every event once, whole and in order.
+#[tokio::test]
+async fn a_slow_stream_fed_by_the_publisher_keeps_its_framing_and_order() {
+    const N: usize = 2000;
+    let s = Server::start(&["--history-messages", "2000", "--history-bytes", "33554432"]).await;
+    s.publish("burst", "first").await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut conn = BufReader::with_capacity(1024, socket.connect(s.public).await.unwrap());
+    send(&mut conn, &get("/sse/burst?last=1")).await;
+    let (status, _) = timeout(WITHIN, read_head(&mut conn)).await.unwrap();
+    assert_eq!(status, 200);
+    let pad = "x".repeat(4000);
+    let publisher = {
+        let s: herald_testkit::Endpoints = *s;
+        let pad = pad.clone();
+        tokio::spawn(async move {
+            for batch in 0..N / 10 {
+                let messages = (batch * 10..batch * 10 + 10)
+                    .map(|i| serde_json::json!({"channel": "burst", "data": format!("{i} {pad}")}))
+                    .collect();
+                s.publish_batch(messages).await;
+            }
+        })
+    };
+    // More than the socket buffers hold (a few MiB on loopback) is
+    // published before the client starts reading.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut text = String::new();
+    let mut seen = Vec::with_capacity(N);
+    while seen.len() < N {
+        let chunk = timeout(WITHIN, read_chunk(&mut conn))
+            .await
+            .expect("a chunk")
+            .expect("the stream goes on");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = text.find("\n\n") {
+            let event: String = text.drain(..end + 2).collect();
+            let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) else {
+                continue;
+            };
+            if data == "first" {
+                continue;
+            }
+            let (n, rest) = data.split_once(' ').expect("an event of the burst");
+            assert_eq!(rest, pad, "event {n} arrived whole");
+            seen.push(n.parse::<usize>().unwrap());
+        }
+    }
+    publisher.await.unwrap();
+    assert_eq!(
+        seen,
+        (0..N).collect::<Vec<_>>(),
+        "every event once, in order"
+    );
+}

@@ -13,7 +13,7 @@ use std::{any::Any, sync::Arc};
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
-use crate::{ChannelName, Draft, Error, Message};
+use crate::{ChannelName, Draft, Error, Message, Tap};
 
 /// A storage engine: assigns ids, keeps bounded history, notifies watchers.
 pub trait Engine: Send + Sync + 'static {
@@ -60,6 +60,17 @@ pub trait Engine: Send + Sync + 'static {
     /// a message is published to it and closes when it is deleted. While a
     /// watch lives, the channel counts one subscriber.
     fn watch(&self, channel: &ChannelName) -> Watch;
+
+    /// Attaches `tap` to `channel` if the channel's newest id is `pos`, so
+    /// that the channel's next messages are offered to it from the
+    /// publishing task (see [`Taps`](crate::Taps)). Answers `false` when
+    /// the channel moved past `pos` (read it first) or when the engine
+    /// does not deliver in one pass, which is the default: subscriptions
+    /// then wait on their watches.
+    fn attach(&self, channel: &ChannelName, tap: &Arc<Tap>, pos: u64) -> bool {
+        let _ = (channel, tap, pos);
+        false
+    }
 
     /// Retained count, ids and subscriber count of `channel`.
     fn info<'a>(&'a self, channel: &'a ChannelName) -> BoxFuture<'a, Result<ChannelInfo, Error>>;

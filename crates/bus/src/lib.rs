@@ -29,6 +29,7 @@ mod error;
 mod memory;
 mod message;
 mod subscription;
+mod tap;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -41,3 +42,4 @@ pub use error::Error;
 pub use memory::{Config, MemoryEngine};
 pub use message::{Draft, Encoding, Message, Payload};
 pub use subscription::{Batch, Start, Subscription};
+pub use tap::{Outlet, Sent, Tap, Taps};

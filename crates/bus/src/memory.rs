@@ -29,8 +29,8 @@ use futures::future::{BoxFuture, FutureExt, ready};
 use tokio::sync::watch;
 
 use crate::{
-    ChannelInfo, ChannelName, Clock, Draft, Engine, Error, Health, Message, Page, Signal, Watch,
-    message::first_id_now,
+    ChannelInfo, ChannelName, Clock, Draft, Engine, Error, Health, Message, Page, Signal, Tap,
+    Taps, Watch, message::first_id_now,
 };
 
 /// What every engine is built from: the history bounds and the clock that
@@ -144,6 +144,8 @@ impl Channels {
 struct Channel {
     history: Mutex<History>,
     tx: watch::Sender<Signal>,
+    /// Subscribers that take the next message from the publishing task.
+    taps: Taps,
 }
 
 #[derive(Default)]
@@ -237,7 +239,7 @@ impl MemoryEngine {
             .channels
             .write()
             .unwrap_or_else(|e| e.into_inner());
-        let mut touched: Vec<(Arc<Channel>, u64)> = Vec::new();
+        let mut touched: Vec<(Arc<Channel>, Vec<Arc<Message>>)> = Vec::new();
         for draft in drafts {
             let channel = map.get_or_create(&draft.channel);
             let mut h = channel.history.lock().unwrap_or_else(|e| e.into_inner());
@@ -258,13 +260,17 @@ impl MemoryEngine {
             h.prune(&self.inner.config, now);
             drop(h);
             match touched.iter_mut().find(|(c, _)| Arc::ptr_eq(c, &channel)) {
-                Some(t) => t.1 = id,
-                None => touched.push((channel, id)),
+                Some(t) => t.1.push(message.clone()),
+                None => touched.push((channel, vec![message.clone()])),
             }
             out.push(message);
         }
         drop(map);
-        for (channel, last) in touched {
+        for (channel, messages) in touched {
+            // One pass over the subscribers that wait for exactly these
+            // messages, then a wake-up for the others.
+            channel.taps.offer(&messages);
+            let last = messages.last().map_or(0, |m| m.id);
             channel.tx.send_replace(Signal { last, gone: false });
         }
         out
@@ -303,13 +309,14 @@ impl Channel {
     fn is_dead(&self, config: &Config, now: u64) -> bool {
         let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
         h.prune(config, now);
-        h.messages.is_empty() && self.tx.receiver_count() == 0
+        h.messages.is_empty() && self.tx.receiver_count() == 0 && !self.taps.prune()
     }
 
     fn new(history: History) -> Self {
         Channel {
             history: Mutex::new(history),
             tx: watch::Sender::new(Signal::default()),
+            taps: Taps::default(),
         }
     }
 }
@@ -345,6 +352,20 @@ impl Engine for MemoryEngine {
             .unwrap_or_else(|e| e.into_inner());
         let channel = map.get_or_create(name);
         Watch::new(channel.tx.subscribe(), None)
+    }
+
+    fn attach(&self, name: &ChannelName, tap: &Arc<Tap>, pos: u64) -> bool {
+        let Ok(channel) = self.lookup(name) else {
+            return false;
+        };
+        // Under the history lock, which orders publishes: a message stored
+        // after this check is offered to the tap.
+        let h = channel.history.lock().unwrap_or_else(|e| e.into_inner());
+        if h.last != pos {
+            return false;
+        }
+        channel.taps.attach(tap.clone());
+        true
     }
 
     fn info<'a>(&'a self, name: &'a ChannelName) -> BoxFuture<'a, Result<ChannelInfo, Error>> {
@@ -383,6 +404,7 @@ impl Engine for MemoryEngine {
                 .unwrap_or_else(|e| e.into_inner())
                 .last;
             channel.tx.send_replace(Signal { last, gone: true });
+            channel.taps.release();
         }
         ready(Ok(removed.is_some())).boxed()
     }

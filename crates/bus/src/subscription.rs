@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 
 use futures::future::{pending, select_all};
 
-use crate::{ChannelName, Cursor, Engine, Error, Message, Page, Watch};
+use crate::{ChannelName, Cursor, Engine, Error, Message, Outlet, Page, Tap, Watch};
 
 /// Where a new subscription or read starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -353,6 +353,12 @@ pub struct Subscription {
     reader: Reader,
     /// Channels found deleted, not yet reported (kept across a failed read).
     gone: Vec<ChannelName>,
+    /// Where the publishing task may write this subscription's messages
+    /// itself (see [`Subscription::deliver_through`]).
+    outlet: Option<Arc<dyn Outlet>>,
+    /// The tap attached to the engine now, if any: while it is, the
+    /// position of the (one) channel is the tap's.
+    tap: Option<Arc<Tap>>,
 }
 
 impl Subscription {
@@ -360,7 +366,59 @@ impl Subscription {
         Subscription {
             reader,
             gone: Vec::new(),
+            outlet: None,
+            tap: None,
         }
+    }
+
+    /// Lets the publishing task write this subscription's messages straight
+    /// to `outlet`, in one pass over the channel's subscribers (see the tap
+    /// module, and docs/architecture.md). It does so while the subscription
+    /// has exactly one channel, has delivered everything before and waits
+    /// in [`next`](Subscription::next), on engines that offer it; the rest
+    /// of the time, and for whatever the outlet cannot write at once, `next`
+    /// reads and returns batches as usual.
+    pub fn deliver_through(&mut self, outlet: Arc<dyn Outlet>) {
+        self.outlet = Some(outlet);
+    }
+
+    /// Stops the publishing task from writing to the outlet until the next
+    /// call of [`next`](Subscription::next) (a transport that pauses
+    /// delivery, for instance while its subscriber's token is renewed).
+    pub fn detach(&mut self) {
+        if let Some(tap) = self.tap.take() {
+            let pos = tap.detach();
+            self.settle(pos);
+        }
+    }
+
+    /// Takes the position the tap reached as the channel's.
+    fn settle(&mut self, pos: u64) {
+        if let [slot] = &mut self.reader.slots[..] {
+            slot.pos = slot.pos.max(pos);
+        }
+    }
+
+    /// Hands the channel to the publishing task if everything is delivered
+    /// and the engine agrees; answers whether it did.
+    fn attach(&mut self) -> bool {
+        let Some(outlet) = &self.outlet else {
+            return false;
+        };
+        let [slot] = &self.reader.slots[..] else {
+            return false;
+        };
+        // A channel with no id yet: its first id is not `pos + 1` but
+        // wherever the engine starts it, which the task's read works out.
+        if slot.stale || slot.watch.is_none() || slot.pos == 0 {
+            return false;
+        }
+        let tap = Tap::new(slot.pos, outlet.clone());
+        if !self.reader.engine.attach(&slot.channel, &tap, slot.pos) {
+            return false;
+        }
+        self.tap = Some(tap);
+        true
     }
 
     /// Waits until there is something to deliver (messages, a gap or a
@@ -368,14 +426,30 @@ impl Subscription {
     /// dropping the future loses nothing. Never fails: while the engine is
     /// unavailable it retries with backoff, and delivery resumes from the
     /// same positions once it is back. With no channels, it waits forever.
+    ///
+    /// With an outlet (see [`deliver_through`](Subscription::deliver_through)),
+    /// it returns when the publishing task stops writing to it, with what
+    /// there is to read then, which may be nothing: the outlet may hold the
+    /// rest of a message it began, for the caller to write first.
     pub async fn next(&mut self, limit: usize) -> Batch {
         // A limit of 0 could never return messages and would wait forever
         // with messages waiting.
         let limit = limit.max(1);
         let mut backoff = Duration::from_millis(50);
         loop {
+            if let Some(tap) = self.tap.clone() {
+                let pos = tap.until_detached().await;
+                self.tap = None;
+                self.settle(pos);
+                let cursor = self.cursor();
+                return self
+                    .poll(limit)
+                    .await
+                    .unwrap_or_else(|_| Batch::unchanged(cursor));
+            }
             match self.poll(limit).await {
                 Ok(batch) if !batch.is_empty() => return batch,
+                Ok(_) if self.attach() => {}
                 Ok(_) => self.wait().await,
                 Err(e) => {
                     tracing::debug!(error = %e, "subscription read failed; retrying");
@@ -389,6 +463,7 @@ impl Subscription {
     /// Reads what is there now, without waiting (the batch may be empty).
     /// Fails with [`Error::Unavailable`] when the engine cannot be read.
     pub async fn poll(&mut self, limit: usize) -> Result<Batch, Error> {
+        self.detach();
         let mut gone = Vec::new();
         for s in &mut self.reader.slots {
             if let Some(w) = &mut s.watch {
@@ -423,11 +498,13 @@ impl Subscription {
     /// Adds channels at `start` (channels already subscribed keep their
     /// position). Fails only if the engine cannot be read.
     pub async fn add(&mut self, channels: &[ChannelName], start: &Start) -> Result<(), Error> {
+        self.detach();
         self.reader.add(channels, start, true).await
     }
 
     /// Removes channels; answers the ones that were subscribed.
     pub fn remove(&mut self, channels: &[ChannelName]) -> Vec<ChannelName> {
+        self.detach();
         self.reader.remove(channels)
     }
 
@@ -448,6 +525,18 @@ impl Subscription {
 
     /// The position after everything delivered so far.
     pub fn cursor(&self) -> Cursor {
-        self.reader.cursor()
+        let mut cursor = self.reader.cursor();
+        if let (Some(tap), [entry]) = (&self.tap, &mut cursor.entries[..]) {
+            entry.1 = entry.1.max(tap.pos());
+        }
+        cursor
+    }
+}
+
+impl Drop for Subscription {
+    /// Lets go of the outlet at once, rather than at the channel's next
+    /// publish.
+    fn drop(&mut self) {
+        self.detach();
     }
 }

@@ -156,6 +156,7 @@ impl Stats {
             bytes: 0,
             reason: "client gone",
             ws_close: None,
+            tally: None,
         }
     }
 
@@ -228,9 +229,48 @@ pub struct Session {
     reason: &'static str,
     /// The `ws_closes` cell to count when the session ends.
     ws_close: Option<usize>,
+    /// What the publishing task delivered for this session, if it did.
+    tally: Option<Arc<Tally>>,
+}
+
+/// The counts of one session's deliveries made by the publishing task
+/// (herald-bus's taps), which cannot reach the session itself: atomics it
+/// adds to, and the session reads when it ends.
+pub struct Tally {
+    stats: Stats,
+    transport: Transport,
+    messages: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Tally {
+    /// One message of `bytes` bytes was handed to the socket.
+    pub fn delivered(&self, bytes: usize) {
+        self.messages.fetch_add(1, Relaxed);
+        self.bytes.fetch_add(bytes as u64, Relaxed);
+        self.stats.add(cell(self.transport, Per::Deliveries), 1);
+        self.stats
+            .add(cell(self.transport, Per::Bytes), bytes as u64);
+    }
 }
 
 impl Session {
+    /// The counter for this session's deliveries made elsewhere (by the
+    /// publishing task); they count in the metrics as they happen and in
+    /// the session's log line when it ends.
+    pub fn tally(&mut self) -> Arc<Tally> {
+        self.tally
+            .get_or_insert_with(|| {
+                Arc::new(Tally {
+                    stats: self.stats.clone(),
+                    transport: self.transport,
+                    messages: AtomicU64::new(0),
+                    bytes: AtomicU64::new(0),
+                })
+            })
+            .clone()
+    }
+
     /// A batch was written: its messages count as delivered, and its gap
     /// (if it reports missed messages) as a gap notice. Its bytes are
     /// counted by [`Session::bytes`], where they are written.
@@ -296,6 +336,10 @@ impl Drop for Session {
             .sub(cell(t, Per::Subscriptions), self.channels as u64);
         if let Some(i) = self.ws_close {
             self.stats.add(TRANSPORTS * PER + i, 1);
+        }
+        if let Some(tally) = &self.tally {
+            self.messages += tally.messages.load(Relaxed);
+            self.bytes += tally.bytes.load(Relaxed);
         }
         tracing::info!(
             target: "herald::session",

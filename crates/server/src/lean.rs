@@ -29,13 +29,15 @@
 
 use std::{
     convert::Infallible,
-    io::{self, Write as _},
+    io::{self, IoSlice, Write as _},
+    sync::{Arc, Mutex, MutexGuard},
     time::{Duration, SystemTime},
 };
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::FutureExt;
-use herald_http::Body;
+use herald_bus::Sent;
+use herald_http::{Body, Direct, Pieces};
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Empty};
@@ -89,15 +91,27 @@ pub(crate) enum Outcome {
 /// Serves held requests on `stream` for as long as they come, then hands
 /// the connection to hyper or reports it closed.
 pub(crate) async fn serve(stream: TcpStream, lean: &Lean, stop: &CancellationToken) -> Outcome {
+    let port = Arc::new(Port {
+        stream,
+        state: Mutex::new(State::default()),
+    });
+    let stream = &port.stream;
     let mut buf = BytesMut::new();
     loop {
         let read = tokio::select! {
             () = stop.cancelled() => return Outcome::Closed,
-            r = tokio::time::timeout(lean.header_read_timeout, read_head(&stream, &mut buf, lean)) => r,
+            r = tokio::time::timeout(lean.header_read_timeout, read_head(stream, &mut buf, lean)) => r,
         };
-        let (req, close) = match read {
+        let (mut req, close) = match read {
             Err(_) | Ok(Head::Closed | Head::Partial) => return Outcome::Closed,
-            Ok(Head::Other) => return Outcome::Handover(stream, buf.freeze()),
+            Ok(Head::Other) => {
+                return match Arc::try_unwrap(port) {
+                    Ok(port) => Outcome::Handover(port.stream, buf.freeze()),
+                    // A stream that ended on this connection still holds
+                    // it (it lets go at its channel's next message).
+                    Err(_) => Outcome::Closed,
+                };
+            }
             Ok(Head::Lean { req, close, len }) => {
                 buf.advance(len);
                 if buf.is_empty() {
@@ -109,12 +123,15 @@ pub(crate) async fn serve(stream: TcpStream, lean: &Lean, stop: &CancellationTok
             }
         };
         let head_only = req.method() == Method::HEAD;
+        if !head_only {
+            req.extensions_mut().insert(Direct(port.clone()));
+        }
         let res = tokio::select! {
             res = lean.routes.service.clone().oneshot(req) => match res { Ok(r) => r, Err(e) => match e {} },
-            () = gone(&stream, &mut buf, lean.max_head) => return Outcome::Closed,
+            () = gone(stream, &mut buf, lean.max_head) => return Outcome::Closed,
         };
         let out = Out {
-            stream: &stream,
+            port: &port,
             lean,
             stop,
         };
@@ -125,6 +142,94 @@ pub(crate) async fn serve(stream: TcpStream, lean: &Lean, stop: &CancellationTok
             return Outcome::Closed;
         }
     }
+}
+
+/// The connection's socket, shared by the response's writer ([`Out`]) and
+/// the publishing task, which writes a stream's events to it directly
+/// (herald-bus's taps) as chunks of the response body. Each write is whole
+/// or kept: what the socket does not take waits in `rest` and goes first.
+struct Port {
+    stream: TcpStream,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The response's own writer is writing: the publishing task waits.
+    busy: bool,
+    /// Bytes the publishing task began and the socket has not taken yet.
+    rest: Bytes,
+}
+
+impl Port {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes what the socket takes of `rest`, then of `bytes`, without
+    /// waiting; answers whether all of both went.
+    fn write_now(&self, state: &mut State, bytes: &mut &[u8]) -> io::Result<bool> {
+        while !state.rest.is_empty() {
+            let Some(n) = self.try_write(&state.rest)? else {
+                return Ok(false);
+            };
+            state.rest.advance(n);
+        }
+        while !bytes.is_empty() {
+            let Some(n) = self.try_write(bytes)? else {
+                return Ok(false);
+            };
+            *bytes = &bytes[n..];
+        }
+        Ok(true)
+    }
+
+    /// One non-blocking write: `None` when the socket would block.
+    fn try_write(&self, bytes: &[u8]) -> io::Result<Option<usize>> {
+        match self.stream.try_write(bytes) {
+            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Pieces for Port {
+    fn send(&self, data: &Bytes) -> Sent {
+        let mut state = self.state();
+        if state.busy || !state.rest.is_empty() {
+            return Sent::Nothing;
+        }
+        let mut size = [0u8; 18];
+        let size = chunk_size(&mut size, data.len());
+        let parts = [
+            IoSlice::new(size),
+            IoSlice::new(data),
+            IoSlice::new(b"\r\n"),
+        ];
+        let total = size.len() + data.len() + 2;
+        match self.stream.try_write_vectored(&parts) {
+            Ok(n) if n == total => Sent::All,
+            Ok(n) if n > 0 => {
+                let mut rest = BytesMut::with_capacity(total);
+                rest.extend_from_slice(size);
+                rest.extend_from_slice(data);
+                rest.extend_from_slice(b"\r\n");
+                state.rest = rest.freeze().split_off(n);
+                Sent::Part
+            }
+            _ => Sent::Nothing,
+        }
+    }
+}
+
+/// A chunk's size line (`{len:x}\r\n`), written into `buf`.
+fn chunk_size(buf: &mut [u8; 18], len: usize) -> &[u8] {
+    let mut cursor = io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{len:x}\r\n");
+    let end = cursor.position() as usize;
+    &buf[..end]
 }
 
 /// A request head, read and sorted.
@@ -269,7 +374,7 @@ async fn gone(stream: &TcpStream, pending: &mut BytesMut, max: usize) {
 
 /// Where a response goes: the socket, under the lean path's deadlines.
 struct Out<'a> {
-    stream: &'a TcpStream,
+    port: &'a Port,
     lean: &'a Lean,
     stop: &'a CancellationToken,
 }
@@ -328,7 +433,7 @@ impl Out<'_> {
                 Some(f) => f,
                 None => tokio::select! {
                     f = body.frame() => f,
-                    () = gone(self.stream, pending, self.lean.max_head) => return Err(io::ErrorKind::ConnectionAborted.into()),
+                    () = gone(&self.port.stream, pending, self.lean.max_head) => return Err(io::ErrorKind::ConnectionAborted.into()),
                 },
             };
             let Some(frame) = frame else { break };
@@ -336,6 +441,9 @@ impl Out<'_> {
                 continue;
             };
             if data.is_empty() {
+                // Nothing of its own (the publishing task let go of the
+                // stream): finish what that task began.
+                self.write(&[]).await?;
                 continue;
             }
             let _ = write!(out, "{:x}\r\n", data.len());
@@ -357,20 +465,26 @@ impl Out<'_> {
         }
     }
 
-    /// Writes all of `bytes`. Fails when the socket fails, or takes no
-    /// byte for the send timeout (a reader that stopped reading).
+    /// Writes all of `bytes`, after what the publishing task began. Fails
+    /// when the socket fails, or takes no byte for the send timeout (a
+    /// reader that stopped reading). Meanwhile the publishing task writes
+    /// nothing.
     async fn write(&self, mut bytes: &[u8]) -> io::Result<()> {
-        while !bytes.is_empty() {
-            tokio::time::timeout(self.lean.send_timeout, self.stream.writable())
-                .await
-                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
-            match self.stream.try_write(bytes) {
-                Ok(n) => bytes = &bytes[n..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
+        let port = self.port;
+        port.state().busy = true;
+        let written = async {
+            loop {
+                if port.write_now(&mut port.state(), &mut bytes)? {
+                    return Ok(());
+                }
+                tokio::time::timeout(self.lean.send_timeout, port.stream.writable())
+                    .await
+                    .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
             }
         }
-        Ok(())
+        .await;
+        port.state().busy = false;
+        written
     }
 }
 

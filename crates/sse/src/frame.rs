@@ -105,7 +105,13 @@ pub(crate) fn fields(m: &Message) -> Bytes {
 /// per message and shared by every single-channel stream of the channel;
 /// the id is [`Cursor::after`] the message.
 pub(crate) fn single(messages: &[Arc<Message>], out: &mut Vec<Bytes>) {
-    out.extend(messages.iter().map(|m| m.encoded::<Whole>()));
+    out.extend(messages.iter().map(|m| whole(m)));
+}
+
+/// One message's event on a single-channel stream, id and all: the same
+/// bytes for every stream of the channel.
+pub(crate) fn whole(m: &Message) -> Bytes {
+    m.encoded::<Whole>()
 }
 
 /// `id:` + `event:` + `data:` lines + blank line.

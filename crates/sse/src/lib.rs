@@ -19,8 +19,12 @@ mod frame;
 mod jitter;
 mod stream;
 
+use std::sync::Arc;
+
 use herald_bus::{Cursor, Start};
-use herald_http::{Body, Code, Context, Error, Query, Transport, authorize, channels, empty};
+use herald_http::{
+    Body, Code, Context, Direct, Error, Query, Transport, authorize, channels, empty,
+};
 use http::{HeaderName, HeaderValue, Method, Request, Response, header};
 use tokio::time::Instant;
 
@@ -63,10 +67,19 @@ impl Sse {
         if req.method() == Method::HEAD {
             return Ok(event_stream(empty()));
         }
-        let sub = self
+        let mut sub = self
             .ctx
             .setup(self.ctx.bus.subscribe(&channels, &start))
             .await?;
+        let mut session = self.ctx.stats.session(Transport::Sse, channels.len());
+        if let (Some(socket), [_]) = (req.extensions().get::<Direct>(), &channels[..]) {
+            // The server offers the socket: while the stream waits with
+            // everything written, the publishing task writes its events.
+            sub.deliver_through(Arc::new(stream::Outlet {
+                socket: socket.clone(),
+                tally: session.tally(),
+            }));
+        }
         let events = Events {
             single: channels.len() == 1,
             sub,
@@ -82,7 +95,7 @@ impl Sse {
             expires: grant.remaining().map(|left| Instant::now() + left),
             opening: Some(frame::opening(jitter::retry(self.config.retry))),
             finished: false,
-            session: self.ctx.stats.session(Transport::Sse, channels.len()),
+            session,
         };
         Ok(event_stream(events.into_body()))
     }

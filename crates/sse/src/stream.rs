@@ -13,17 +13,35 @@
 //! and each batch says where it starts, from which ids are made. Event bytes themselves are cached per
 //! message by the frame module.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use bytes::{Bytes, BytesMut};
-use herald_bus::{Batch, Subscription};
-use herald_http::{Body, Session};
+use herald_bus::{Batch, Message, Sent, Subscription};
+use herald_http::{Body, Direct, Session, Tally};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::frame::{self, Reason};
+
+/// Where the publishing task writes a single-channel stream's events: the
+/// connection's socket, as the server offered it.
+pub(crate) struct Outlet {
+    pub(crate) socket: Direct,
+    pub(crate) tally: Arc<Tally>,
+}
+
+impl herald_bus::Outlet for Outlet {
+    fn send(&self, message: &Arc<Message>) -> Sent {
+        let event = frame::whole(message);
+        let sent = self.socket.0.send(&event);
+        if sent != Sent::Nothing {
+            self.tally.delivered(event.len());
+        }
+        sent
+    }
+}
 
 /// The state of one open stream.
 pub(crate) struct Events {
@@ -95,6 +113,11 @@ impl Events {
             batch = self.sub.next(self.limit) => Next::Batch(batch),
             () = sleep_until(wake) => Next::Tick,
         };
+        if !matches!(next, Next::Batch(_)) {
+            // Nothing may follow the stream's last frame, and a frame of
+            // this task's own should not wait behind the publishing task.
+            self.sub.detach();
+        }
         match next {
             Next::Stop => {
                 self.session.reason("server shutting down");
@@ -124,6 +147,7 @@ impl Events {
 
     /// The last frame of a stream whose token expired.
     fn expire(&mut self) -> Bytes {
+        self.sub.detach();
         self.finished = true;
         frame::expired(&self.sub.cursor())
     }

@@ -58,7 +58,7 @@ use crate::{
     Config, SlowPolicy,
     access::{Access, Due, EXPIRED_CLOSE},
     frame::{self, Bounds, GapReason, Op},
-    metered::Metered,
+    port::Port,
     rate::Bucket,
 };
 
@@ -125,7 +125,7 @@ enum Event {
 
 /// A connection's state between events.
 struct Connection<S> {
-    ws: WebSocketStream<Metered<S>>,
+    ws: WebSocketStream<Port<S>>,
     sub: Subscription,
     ctx: Context,
     config: Arc<Config>,
@@ -167,18 +167,21 @@ struct Connection<S> {
 /// channels `sub` was created with; `access` is what the handshake's
 /// credentials were granted.
 pub(crate) async fn serve<S>(
-    ws: WebSocketStream<Metered<S>>,
-    sub: Subscription,
+    ws: WebSocketStream<Port<S>>,
+    mut sub: Subscription,
     greeting: Option<Bytes>,
     ctx: Context,
     config: Arc<Config>,
     access: Access,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let fresh = sub.channels().cloned().collect();
     let bucket = Bucket::new(config.frame_rate, config.frame_burst);
-    let session = ctx.stats.session(Transport::Ws, sub.len());
+    let mut session = ctx.stats.session(Transport::Ws, sub.len());
+    // While the connection waits with everything written, the publishing
+    // task writes its messages straight to the socket.
+    sub.deliver_through(ws.get_ref().outlet(session.tally()));
     let mut c = Connection {
         ws,
         sub,
@@ -212,7 +215,7 @@ pub(crate) async fn serve<S>(
 
 impl<S> Connection<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     async fn run(&mut self) -> End {
         let every = self.config.ping_interval;
@@ -226,6 +229,12 @@ where
         let shutdown = self.ctx.shutdown.clone();
         let limit = self.ctx.limits.max_messages;
         loop {
+            if !self.flushing && self.ws.get_ref().has_rest() {
+                // The publishing task began a frame the socket could not
+                // take whole: it is this task's to finish.
+                self.flushing = true;
+                self.arm();
+            }
             if armed != self.flush_since {
                 armed = self.flush_since;
                 if let Some(since) = armed {
@@ -311,6 +320,9 @@ where
                 Event::Read(Some(Ok(m))) => self.on_message(m).await,
                 Event::Batch(batch) => self.deliver(batch),
                 Event::Auth(Due::Expired) => {
+                    // Paused: nothing more is delivered, by this task or by
+                    // the publishing one, until a fresh token comes.
+                    self.sub.detach();
                     self.access.expire(self.ctx.auth.refresh_grace());
                     self.reply(frame::expired())
                 }
@@ -521,6 +533,10 @@ where
     /// Writes one batch: a `gap` frame first when messages were missed, the
     /// messages, then a `gap` frame for deleted channels.
     fn deliver(&mut self, batch: Batch) -> Result<(), End> {
+        if batch.is_empty() {
+            // The publishing task let go with nothing left to read.
+            return Ok(());
+        }
         let behind = batch.gaps.iter().any(|c| !self.fresh.contains(c));
         self.fresh.clear();
         if behind && self.config.slow_policy == SlowPolicy::Close {
@@ -585,6 +601,8 @@ where
     /// Sends the close frame (flushing what was written before it), then
     /// waits, briefly, for the client to close its side.
     async fn finish(mut self, end: End) {
+        // Nothing may follow the close frame.
+        self.sub.detach();
         let close = match end {
             End::Gone => return,
             End::PeerClosed => None,
@@ -664,10 +682,13 @@ mod tests {
     /// A server connection on one end of an in-memory pipe of `pipe`
     /// bytes, a client on the other.
     async fn harness(config: Config, history: usize, pipe: usize) -> Harness {
-        let ctx = context(history);
+        harness_with(context(history), config, pipe).await
+    }
+
+    async fn harness_with(ctx: Context, config: Config, pipe: usize) -> Harness {
         let (bus, shutdown) = (ctx.bus.clone(), ctx.shutdown.clone());
         let (a, b) = tokio::io::duplex(pipe);
-        let server = WebSocketStream::from_raw_socket(Metered::new(a), Role::Server, None).await;
+        let server = WebSocketStream::from_raw_socket(Port::new(a), Role::Server, None).await;
         let client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
         let sub = bus.empty_subscription();
         let task = tokio::spawn(serve(server, sub, None, ctx, Arc::new(config), no_access()));
@@ -775,7 +796,7 @@ mod tests {
         let sub = ctx.bus.empty_subscription();
         // The client end stays raw: it reads nothing, so it answers nothing.
         let (a, mut raw) = tokio::io::duplex(1 << 16);
-        let server = WebSocketStream::from_raw_socket(Metered::new(a), Role::Server, None).await;
+        let server = WebSocketStream::from_raw_socket(Port::new(a), Role::Server, None).await;
         let start = Instant::now();
         serve(
             server,
@@ -938,7 +959,7 @@ mod tests {
             inner: a,
             largest: largest.clone(),
         };
-        let server = WebSocketStream::from_raw_socket(Metered::new(spy), Role::Server, None).await;
+        let server = WebSocketStream::from_raw_socket(Port::new(spy), Role::Server, None).await;
         let mut client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
         let sub = bus.empty_subscription();
         let config = Config {
@@ -1032,6 +1053,89 @@ mod tests {
         assert_eq!(next_json(&mut h.client).await["data"], "m0");
         assert_eq!(close_code(&mut h.client).await, 1001);
         h.task.await.unwrap();
+    }
+
+    /// Messages delivered so far, as the metrics count them.
+    fn delivered(stats: &herald_http::Stats) -> u64 {
+        stats.snapshot().deliveries[Transport::ALL
+            .iter()
+            .position(|t| *t == Transport::Ws)
+            .unwrap()]
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_connection_is_written_to_by_the_publisher_in_order() {
+        let ctx = context(100);
+        let stats = ctx.stats.clone();
+        let mut h = harness_with(ctx, Config::default(), 1 << 16).await;
+        subscribe(&mut h.client, "a").await;
+        // The channel's first message goes through the task (a channel
+        // without ids is never tapped); from then on the connection waits
+        // caught up.
+        publish_from(&h.bus, "a", 0, 1).await;
+        assert_eq!(next_json(&mut h.client).await["data"], "m0");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        publish_from(&h.bus, "a", 1, 3).await;
+        // Counted before this test yields once: written by the publish.
+        assert_eq!(delivered(&stats), 4);
+        for i in 1..4 {
+            let v = next_json(&mut h.client).await;
+            assert_eq!(v["data"], format!("m{i}"));
+        }
+        // Still tapped: a later publish goes the same way.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        publish_from(&h.bus, "a", 4, 1).await;
+        assert_eq!(delivered(&stats), 5);
+        assert_eq!(next_json(&mut h.client).await["data"], "m4");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_publish_writes_to_every_waiting_connection_in_one_pass() {
+        // More connections than tokio's cooperative budget allows writes in
+        // one poll: the pass must not be cut short by it.
+        let ctx = context(100);
+        let stats = ctx.stats.clone();
+        let mut clients = Vec::new();
+        for _ in 0..300 {
+            let mut h = harness_with(ctx.clone(), Config::default(), 1 << 12).await;
+            subscribe(&mut h.client, "a").await;
+            clients.push(h);
+        }
+        publish_from(&ctx.bus, "a", 0, 1).await;
+        for h in &mut clients {
+            assert_eq!(next_json(&mut h.client).await["data"], "m0");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        publish_from(&ctx.bus, "a", 1, 1).await;
+        assert_eq!(delivered(&stats), 600, "every one written by the publish");
+        for h in &mut clients {
+            assert_eq!(next_json(&mut h.client).await["data"], "m1");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_frame_the_socket_takes_in_part_is_finished_before_the_next() {
+        // A pipe smaller than one message: the publisher begins the frame,
+        // the connection's task finishes it, then reads the rest.
+        let ctx = context(100);
+        let mut h = harness_with(ctx, Config::default(), 64).await;
+        subscribe(&mut h.client, "a").await;
+        publish_from(&h.bus, "a", 0, 1).await;
+        assert_eq!(next_json(&mut h.client).await["data"], "m0");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let big = "x".repeat(300);
+        let drafts = (0..5)
+            .map(|i| Draft {
+                channel: ChannelName::new("a").unwrap(),
+                event: None,
+                payload: Payload::text(format!("{i}{big}")).unwrap(),
+            })
+            .collect();
+        h.bus.publish(drafts).await.unwrap();
+        for i in 0..5 {
+            let v = next_json(&mut h.client).await;
+            assert_eq!(v["data"], format!("{i}{big}"), "whole frames, in order");
+        }
     }
 
     #[tokio::test]
@@ -1171,7 +1275,7 @@ mod tests {
             auth: Default::default(),
         };
         let (a, b) = tokio::io::duplex(1 << 16);
-        let server = WebSocketStream::from_raw_socket(Metered::new(a), Role::Server, None).await;
+        let server = WebSocketStream::from_raw_socket(Port::new(a), Role::Server, None).await;
         let mut client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
         let sub = ctx.bus.empty_subscription();
         let config = Arc::new(Config::default());

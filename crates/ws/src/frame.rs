@@ -335,6 +335,38 @@ pub(crate) fn message(m: &Message) -> Bytes {
     m.encoded::<MessageFrame>()
 }
 
+/// A `message` frame as it goes on the wire: the WebSocket header (a final
+/// text frame, unmasked, as a server sends it: RFC 6455, 5.2) and the
+/// payload, cached in the message for the publishing task to write as it
+/// is to every connection.
+pub(crate) fn wire(m: &Message) -> Bytes {
+    m.encoded::<WireFrame>()
+}
+
+struct WireFrame;
+
+impl Encoding for WireFrame {
+    fn encode(m: &Message) -> Bytes {
+        let payload = message(m);
+        let len = payload.len();
+        let mut out = Vec::with_capacity(len + 10);
+        out.push(0x81);
+        match len {
+            0..=125 => out.push(len as u8),
+            126..=0xffff => {
+                out.push(126);
+                out.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                out.push(127);
+                out.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&payload);
+        Bytes::from(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ mod access;
 mod config;
 mod connection;
 mod frame;
-mod metered;
+mod port;
 mod rate;
 mod upgrade;
 

@@ -26,7 +26,7 @@ use tokio_tungstenite::{
 };
 use tokio_util::task::TaskTracker;
 
-use crate::{Config, access::Access, connection, frame, metered::Metered};
+use crate::{Config, access::Access, connection, frame, port::Port};
 
 /// Bytes read from the socket at a time, allocated up front per connection.
 /// Client frames are small JSON objects, and an idle connection should cost
@@ -126,7 +126,7 @@ impl Ws {
                 }
             };
             let ws = WebSocketStream::from_raw_socket(
-                Metered::new(TokioIo::new(upgraded)),
+                Port::new(TokioIo::new(upgraded)),
                 Role::Server,
                 Some(ws_config),
             )

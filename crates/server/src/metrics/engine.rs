@@ -9,7 +9,9 @@
 use std::sync::Arc;
 
 use futures::{FutureExt, future::BoxFuture};
-use herald_bus::{ChannelInfo, ChannelName, Draft, Engine, Error, Health, Message, Page, Watch};
+use herald_bus::{
+    ChannelInfo, ChannelName, Draft, Engine, Error, Health, Message, Page, Tap, Watch,
+};
 use prometheus_client::metrics::counter::Counter;
 
 /// `inner`, with its failures counted in `errors`.
@@ -51,8 +53,20 @@ impl<E: Engine> Engine for Counted<E> {
         self.count(self.inner.read(channel, after, limit))
     }
 
+    fn read_many<'a>(
+        &'a self,
+        reads: &'a [(ChannelName, u64)],
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Page>, Error>> {
+        self.count(self.inner.read_many(reads, limit))
+    }
+
     fn watch(&self, channel: &ChannelName) -> Watch {
         self.inner.watch(channel)
+    }
+
+    fn attach(&self, channel: &ChannelName, tap: &Arc<Tap>, pos: u64) -> bool {
+        self.inner.attach(channel, tap, pos)
     }
 
     fn info<'a>(&'a self, channel: &'a ChannelName) -> BoxFuture<'a, Result<ChannelInfo, Error>> {

@@ -1,0 +1,395 @@
+//! Delivery in one pass: the publishing task writes a new message straight
+//! to the sockets of the subscribers that are waiting for exactly it.
+//!
+//! Why: at light load the cost of a delivery is dominated by what happens
+//! around the write. Waking one task per subscriber, each of which then
+//! locks the history, reads it, builds a batch and writes, costs about as
+//! much again as the write itself. A subscriber that has written
+//! everything before and waits on one channel needs none of that: the next
+//! message is the one it will send, already encoded and shared.
+//!
+//! How: such a subscription hands the engine a [`Tap`] (its position and
+//! its transport's [`Outlet`]) once it is caught up. The engine keeps the
+//! taps of each channel in [`Taps`] and, after storing a message and
+//! releasing its locks, offers it to each tap in turn. A tap takes the
+//! message only if its id is the very next one and the outlet can write
+//! all of it now, without waiting; otherwise (the socket would block, the
+//! transport is busy writing something of its own, an id was skipped) the
+//! tap lets go of the channel and wakes its subscription's task, which
+//! reads the history from the tap's position as it always did. The task
+//! path stays the one that handles gaps, slow readers, deleted channels and
+//! everything else; the tap is only ever a shortcut past it, so order, no
+//! duplicates and the gap signal hold as before.
+//!
+//! Left out: subscriptions on several channels (their order across
+//! channels is the task path's merge) and engines that do not offer taps
+//! (their subscriptions keep waiting on watches; see
+//! [`Engine::attach`](crate::Engine::attach)).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use crate::Message;
+
+/// What an [`Outlet`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// All of it was written.
+    All,
+    /// Part of it was written; the outlet keeps the rest, and the
+    /// subscriber's task must write it before anything else.
+    Part,
+    /// Nothing was written (the socket would block, or is in use).
+    Nothing,
+}
+
+/// A subscriber's socket, as the publishing task sees it. Implemented by
+/// transports.
+pub trait Outlet: Send + Sync + 'static {
+    /// Writes `message` in the transport's framing if that can be done now,
+    /// without waiting. Called from the publishing task, at most once at a
+    /// time per outlet, in id order.
+    fn send(&self, message: &Arc<Message>) -> Sent;
+}
+
+/// One subscription's attachment to one channel: where it stands, and the
+/// outlet that takes the channel's next messages while it is attached.
+pub struct Tap {
+    state: Mutex<State>,
+    /// Woken when the tap lets go.
+    detached: Notify,
+}
+
+struct State {
+    /// Id of the last message written (by the task before attaching, then
+    /// by the publishing task).
+    pos: u64,
+    /// `None` once the tap has let go; then it takes nothing more.
+    outlet: Option<Arc<dyn Outlet>>,
+}
+
+impl Tap {
+    pub(crate) fn new(pos: u64, outlet: Arc<dyn Outlet>) -> Arc<Tap> {
+        Arc::new(Tap {
+            state: Mutex::new(State {
+                pos,
+                outlet: Some(outlet),
+            }),
+            detached: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Offers `messages` (one channel's, in id order); answers whether the
+    /// tap is still attached.
+    fn offer(&self, messages: &[Arc<Message>]) -> bool {
+        let mut state = self.lock();
+        let Some(outlet) = state.outlet.clone() else {
+            return false;
+        };
+        for m in messages {
+            if m.id <= state.pos {
+                // Written by the task before it attached.
+                continue;
+            }
+            let sent = if m.id == state.pos + 1 {
+                outlet.send(m)
+            } else {
+                Sent::Nothing
+            };
+            if sent != Sent::Nothing {
+                state.pos = m.id;
+            }
+            if sent != Sent::All {
+                state.outlet = None;
+                drop(state);
+                self.detached.notify_one();
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Lets go of the channel (the subscription's own decision) and answers
+    /// the position reached.
+    pub(crate) fn detach(&self) -> u64 {
+        let mut state = self.lock();
+        state.outlet = None;
+        state.pos
+    }
+
+    /// The position reached so far.
+    pub(crate) fn pos(&self) -> u64 {
+        self.lock().pos
+    }
+
+    /// Waits until the tap has let go, then answers the position reached.
+    /// Cancel-safe: a wake-up that came while nobody waited is kept.
+    pub(crate) async fn until_detached(&self) -> u64 {
+        loop {
+            let notified = self.detached.notified();
+            {
+                let state = self.lock();
+                if state.outlet.is_none() {
+                    return state.pos;
+                }
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The taps of one channel, for an engine to keep beside the channel's
+/// history.
+#[derive(Default)]
+pub struct Taps {
+    /// The taps offered to, held by the publishing task for a whole pass.
+    list: Mutex<Vec<Arc<Tap>>>,
+    /// Taps attached since the last pass: kept apart so that attaching
+    /// never waits for a pass to end.
+    incoming: Mutex<Vec<Arc<Tap>>>,
+}
+
+impl Taps {
+    /// Adds a tap. The engine must call this under the same lock that
+    /// orders its publishes, having checked that the channel's newest id is
+    /// the tap's position; a message stored after that is then offered to
+    /// the tap, and one stored before is skipped by it.
+    pub fn attach(&self, tap: Arc<Tap>) {
+        lock(&self.incoming).push(tap);
+    }
+
+    /// Offers one channel's new messages (in id order) to every tap, from
+    /// the publishing task, once the engine's own locks are released. Taps
+    /// that let go are dropped from the list.
+    pub fn offer(&self, messages: &[Arc<Message>]) {
+        let mut list = lock(&self.list);
+        list.append(&mut lock(&self.incoming));
+        list.retain(|tap| tap.offer(messages));
+    }
+
+    /// Lets every tap go (the channel was deleted): each subscription's
+    /// task takes over and finds out.
+    pub fn release(&self) {
+        let mut list = lock(&self.list);
+        list.append(&mut lock(&self.incoming));
+        for tap in list.drain(..) {
+            tap.lock().outlet = None;
+            tap.detached.notify_one();
+        }
+    }
+
+    /// Drops the taps whose subscriptions let go; answers whether any may
+    /// be left (without waiting: during a pass, yes).
+    pub fn prune(&self) -> bool {
+        let Ok(mut list) = self.list.try_lock() else {
+            return true;
+        };
+        list.append(&mut lock(&self.incoming));
+        list.retain(|tap| tap.lock().outlet.is_some());
+        !list.is_empty()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Mutex, time::Duration};
+
+    use futures::FutureExt;
+
+    use super::*;
+    use crate::{Bus, ChannelName, Config, Draft, Payload, Start};
+
+    /// An outlet that answers what it is told to and records what it took.
+    #[derive(Default)]
+    struct Recorder {
+        answer: Mutex<Vec<Sent>>,
+        taken: Mutex<Vec<u64>>,
+    }
+
+    impl Recorder {
+        fn answer(&self, sent: Sent) {
+            self.answer.lock().unwrap().push(sent);
+        }
+        fn taken(&self) -> Vec<u64> {
+            self.taken.lock().unwrap().clone()
+        }
+    }
+
+    impl Outlet for Recorder {
+        fn send(&self, m: &Arc<Message>) -> Sent {
+            let sent = self.answer.lock().unwrap().pop().unwrap_or(Sent::All);
+            if sent != Sent::Nothing {
+                self.taken.lock().unwrap().push(m.id);
+            }
+            sent
+        }
+    }
+
+    fn c() -> ChannelName {
+        ChannelName::new("c").unwrap()
+    }
+
+    async fn publish(bus: &Bus, n: usize) -> Vec<u64> {
+        let drafts = (0..n)
+            .map(|i| Draft {
+                channel: c(),
+                event: None,
+                payload: Payload::text(i.to_string()).unwrap(),
+            })
+            .collect();
+        let published = bus.publish(drafts).await.unwrap();
+        published.iter().map(|p| p.message.id).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caught_up_subscriber_is_written_to_by_the_publisher() {
+        let bus = Bus::memory(Config::default());
+        // A channel that has ids (a fresh one's first id is the engine's).
+        publish(&bus, 1).await;
+        let outlet = Arc::new(Recorder::default());
+        let mut sub = bus.subscribe(&[c()], &Start::Now).await.unwrap();
+        sub.deliver_through(outlet.clone());
+        // Nothing to read: the subscription attaches and waits.
+        assert!(sub.next(10).now_or_never().is_none());
+        let ids = publish(&bus, 3).await;
+        assert_eq!(outlet.taken(), ids, "written in one pass, in order");
+        assert!(
+            sub.next(10).now_or_never().is_none(),
+            "nothing for the task"
+        );
+        assert_eq!(
+            sub.cursor().position(&c()).map(|p| p.0),
+            Some(ids[2]),
+            "the cursor follows the tap"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_the_outlet_cannot_take_is_read_by_the_task_once() {
+        let bus = Bus::memory(Config::default());
+        // A channel that has ids (a fresh one's first id is the engine's).
+        publish(&bus, 1).await;
+        let outlet = Arc::new(Recorder::default());
+        let mut sub = bus.subscribe(&[c()], &Start::Now).await.unwrap();
+        sub.deliver_through(outlet.clone());
+        assert!(sub.next(10).now_or_never().is_none());
+        // The second message would block: the tap lets go before it.
+        outlet.answer(Sent::Nothing);
+        outlet.answer(Sent::All);
+        let ids = publish(&bus, 3).await;
+        assert_eq!(outlet.taken(), ids[..1]);
+        let batch = sub.next(10).await;
+        assert_eq!(ids_of(&batch), ids[1..], "no loss, no duplicate");
+        // Caught up again: the next publish goes through the outlet.
+        assert!(sub.next(10).now_or_never().is_none());
+        let more = publish(&bus, 1).await;
+        assert_eq!(outlet.taken(), [&ids[..1], &more[..]].concat());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_begun_by_the_outlet_is_not_read_again() {
+        let bus = Bus::memory(Config::default());
+        // A channel that has ids (a fresh one's first id is the engine's).
+        publish(&bus, 1).await;
+        let outlet = Arc::new(Recorder::default());
+        let mut sub = bus.subscribe(&[c()], &Start::Now).await.unwrap();
+        sub.deliver_through(outlet.clone());
+        assert!(sub.next(10).now_or_never().is_none());
+        outlet.answer(Sent::Part);
+        let ids = publish(&bus, 2).await;
+        assert_eq!(outlet.taken(), ids[..1], "the first was begun");
+        // The task is handed the rest: the second message, not the first.
+        let batch = sub.next(10).await;
+        assert_eq!(ids_of(&batch), ids[1..]);
+    }
+
+    fn ids_of(batch: &crate::Batch) -> Vec<u64> {
+        batch.messages.iter().map(|m| m.id).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deleted_channel_wakes_the_task_which_reports_it() {
+        let bus = Bus::memory(Config::default());
+        // A channel that has ids (a fresh one's first id is the engine's).
+        publish(&bus, 1).await;
+        let outlet = Arc::new(Recorder::default());
+        let mut sub = bus.subscribe(&[c()], &Start::Now).await.unwrap();
+        sub.deliver_through(outlet.clone());
+        assert!(sub.next(10).now_or_never().is_none());
+        bus.delete(&c()).await.unwrap();
+        let batch = tokio::time::timeout(Duration::from_secs(1), sub.next(10))
+            .await
+            .expect("woken");
+        assert_eq!(batch.gone, [c()]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_channel_without_ids_is_read_by_the_task() {
+        let bus = Bus::memory(Config::default());
+        let outlet = Arc::new(Recorder::default());
+        let mut sub = bus.subscribe(&[c()], &Start::Now).await.unwrap();
+        sub.deliver_through(outlet.clone());
+        assert!(sub.next(10).now_or_never().is_none());
+        let first = publish(&bus, 1).await;
+        assert_eq!(ids_of(&sub.next(10).await), first);
+        assert!(sub.next(10).now_or_never().is_none());
+        let second = publish(&bus, 1).await;
+        assert_eq!(outlet.taken(), second, "attached once it had an id");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_subscriber_behind_is_not_attached_until_it_has_read() {
+        let bus = Bus::memory(Config::default());
+        let ids = publish(&bus, 2).await;
+        let outlet = Arc::new(Recorder::default());
+        let mut sub = bus.subscribe(&[c()], &Start::Last(2)).await.unwrap();
+        sub.deliver_through(outlet.clone());
+        assert_eq!(ids_of(&sub.next(10).await), ids);
+        assert!(outlet.taken().is_empty());
+        assert!(sub.next(10).now_or_never().is_none());
+        let more = publish(&bus, 1).await;
+        assert_eq!(outlet.taken(), more);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn detaching_stops_the_outlet_and_the_task_reads_instead() {
+        let bus = Bus::memory(Config::default());
+        // A channel that has ids (a fresh one's first id is the engine's).
+        publish(&bus, 1).await;
+        let outlet = Arc::new(Recorder::default());
+        let mut sub = bus.subscribe(&[c()], &Start::Now).await.unwrap();
+        sub.deliver_through(outlet.clone());
+        assert!(sub.next(10).now_or_never().is_none());
+        sub.detach();
+        let ids = publish(&bus, 1).await;
+        assert!(outlet.taken().is_empty());
+        assert_eq!(ids_of(&sub.next(10).await), ids);
+    }
+
+    #[test]
+    fn a_skipped_id_lets_go_without_writing() {
+        let outlet = Arc::new(Recorder::default());
+        let tap = Tap::new(5, outlet.clone());
+        let m = |id| {
+            let draft = Draft {
+                channel: c(),
+                event: None,
+                payload: Payload::text("x").unwrap(),
+            };
+            Arc::new(Message::new(draft, id, 0, 1))
+        };
+        assert!(tap.offer(&[m(5), m(6)]), "5 was written before, 6 is next");
+        assert!(!tap.offer(&[m(8)]), "7 is missing: the task must read it");
+        assert_eq!(outlet.taken(), [6]);
+        assert_eq!(tap.pos(), 6);
+    }
+}
