@@ -209,17 +209,14 @@ impl Report {
         }
         let c = &self.counts;
         let na = self.na.is_some();
+        let [scenario, transport, variant, subs, chans] = self.key().cells();
         vec![
-            self.scenario.clone(),
+            scenario,
             self.system.clone(),
-            self.transport.clone(),
-            if self.variant.is_empty() {
-                "-".into()
-            } else {
-                self.variant.clone()
-            },
-            self.subscribers.to_string(),
-            self.channels.max(1).to_string(),
+            transport,
+            variant,
+            subs,
+            chans,
             if na {
                 "n/a".into()
             } else {

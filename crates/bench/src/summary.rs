@@ -295,6 +295,16 @@ mod tests {
         }
     }
 
+    /// A run of the same shape as `run`'s that could not be made.
+    fn unmade(system: &str, channels: usize, why: &str) -> Report {
+        Report {
+            subscribers: 100,
+            channels,
+            variant: "10 msg/s".into(),
+            ..Report::not_available("fanout", system, "ws", why.into())
+        }
+    }
+
     fn line<'a>(md: &'a str, start: &str) -> &'a str {
         md.lines()
             .find(|l| l.starts_with(start))
@@ -309,12 +319,7 @@ mod tests {
             run("herald", 1000.0, 10),
             run("nchan", 2000.0, 40),
             run("herald", 2000.0, 20),
-            Report {
-                subscribers: 100,
-                channels: 1,
-                variant: "10 msg/s".into(),
-                ..Report::not_available("fanout", "nchan", "ws", "failed: boom".into())
-            },
+            unmade("nchan", 1, "failed: boom"),
         ];
         let md = markdown(&rs);
         // Every run is listed.
@@ -344,12 +349,7 @@ mod tests {
         let rs = vec![
             run("herald", 100.0, 5),
             many,
-            Report {
-                subscribers: 100,
-                channels: 10,
-                variant: "10 msg/s".into(),
-                ..Report::not_available("fanout", "pushpin", "ws", "no such thing".into())
-            },
+            unmade("pushpin", 10, "no such thing"),
         ];
         let md = markdown(&rs);
         assert!(
