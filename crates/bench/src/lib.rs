@@ -20,12 +20,14 @@ mod publisher;
 mod report;
 pub mod scenario;
 pub mod subscriber;
+mod summary;
 mod target;
 mod tracker;
 
 pub use probe::{Mem, Probe, Sampler};
 pub use publisher::Publisher;
-pub use report::{Latency, Report, Storm, markdown, table};
+pub use report::{Latency, Report, Storm, table};
+pub use summary::markdown;
 pub use target::{System, Target, Transport};
 pub use tracker::{Counts, Tracker};
 

@@ -37,9 +37,13 @@ enum Cmd {
         /// Longest wait for the last deliveries, seconds.
         #[arg(long, default_value_t = 5.0)]
         drain: f64,
-        /// Messages in flight when --rate is 0.
+        /// Messages in flight per publisher when --rate is 0.
         #[arg(long, default_value_t = 8)]
         window: usize,
+        /// Publishers side by side, each on its own connection and its
+        /// share of the channels (at most one per channel).
+        #[arg(long, default_value_t = 1)]
+        publishers: usize,
     },
     /// N idle subscriptions; server memory per connection, then one message to all.
     Idle {
@@ -113,7 +117,8 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
-    /// Renders a file of JSON lines as markdown tables (rows and ratios).
+    /// Renders a file of JSON lines as markdown: every run, the medians of
+    /// repeated runs with their spread, herald/peer ratios of the medians.
     Report {
         /// The JSON lines.
         file: PathBuf,
@@ -137,6 +142,10 @@ struct CommonArgs {
     /// The gateway.
     #[arg(long, value_enum, default_value_t = System::Herald)]
     system: System,
+    /// Name of the system in the report [default: --system], to tell two
+    /// builds of one gateway apart.
+    #[arg(long)]
+    label: Option<String>,
     /// Subscriber address [default: the system's usual one].
     #[arg(long)]
     sub: Option<SocketAddr>,
@@ -280,6 +289,7 @@ async fn run(cmd: Cmd) -> Result<(), Error> {
             max_messages,
             drain,
             window,
+            publishers,
         } => {
             let mut cfg = fanout::Config::new(c.common()?);
             cfg.rate = rate;
@@ -287,11 +297,8 @@ async fn run(cmd: Cmd) -> Result<(), Error> {
             cfg.max_messages = max_messages;
             cfg.drain = secs(drain);
             cfg.window = window;
-            let variant = if rate > 0.0 {
-                format!("{rate} msg/s")
-            } else {
-                "max".into()
-            };
+            cfg.publishers = publishers;
+            let variant = cfg.variant();
             ("fanout", (c, variant), fanout::run(&cfg).await)
         }
         Cmd::Idle {
@@ -324,7 +331,7 @@ async fn run(cmd: Cmd) -> Result<(), Error> {
             ("storm", (c, variant.to_string()), storm::run(&cfg).await)
         }
         Cmd::Publish {
-            c,
+            mut c,
             batch,
             concurrency,
             duration,
@@ -336,6 +343,9 @@ async fn run(cmd: Cmd) -> Result<(), Error> {
             cfg.duration = secs(duration);
             cfg.drain = secs(drain);
             let variant = format!("batch {} x{}", batch.max(1), concurrency.max(1));
+            // A channel per publisher, as the run reports it, so that a
+            // run that cannot be made pairs with the others.
+            c.channels = concurrency.max(1);
             ("publish", (c, variant), publish::run(&cfg).await)
         }
         Cmd::Churn {
@@ -358,7 +368,7 @@ async fn run(cmd: Cmd) -> Result<(), Error> {
     };
     let (c, variant) = args;
     let mut failed = None;
-    let report = match result {
+    let mut report = match result {
         Ok(r) => r,
         Err(e) => {
             // A run that cannot be made still gets its line, so that the
@@ -388,6 +398,9 @@ async fn run(cmd: Cmd) -> Result<(), Error> {
             }
         }
     };
+    if let Some(label) = &c.label {
+        report.system.clone_from(label);
+    }
     let line = report.json();
     println!("{line}");
     if let Some(path) = &c.out {

@@ -1,6 +1,5 @@
-//! The result of one run: a JSON line for machines, a table row for people,
-//! and the markdown tables of docs/benchmarks.md (rows plus herald/peer
-//! ratios) rendered from a file of JSON lines.
+//! The result of one run: a JSON line for machines and a table row for
+//! people. The markdown of many runs (medians, ratios) is `summary`'s.
 //!
 //! Every scenario fills the common fields and the few of its own; absent
 //! figures are `null` in JSON and `-` in tables. A scenario the system
@@ -8,7 +7,7 @@
 //! with `na` set, shown as "n/a", so that the tables say so rather than
 //! leave a hole.
 
-use std::{collections::BTreeMap, fmt::Write};
+use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +51,14 @@ pub struct Report {
     pub peak_kib: Option<u64>,
     /// Which memory figure (`rss` or `pss`).
     pub mem: Option<Mem>,
+    /// The load generator's own CPU seconds over the measured interval
+    /// (this process and its workers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cpu_s: Option<f64>,
+    /// The same, as a percentage of one core over the interval: near 100
+    /// with the client pinned to one core, the client set the pace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cpu_pct: Option<f64>,
     /// Requests per second (polling transports; publish requests).
     pub requests_per_s: Option<f64>,
     /// idle: server memory per connection, bytes ((loaded − baseline) / N).
@@ -125,19 +132,20 @@ impl Latency {
     }
 }
 
-const COLUMNS: [&str; 14] = [
+pub(crate) const COLUMNS: [&str; 15] = [
     "scenario",
     "system",
     "transport",
     "variant",
     "subs",
+    "chans",
     "msg/s",
     "p50 ms",
     "p99 ms",
     "max ms",
     "lost/dup/ooo",
     "errors",
-    "CPU s/M",
+    "CPU µs/dlv",
     "peak MiB",
     "notes",
 ];
@@ -159,7 +167,7 @@ impl Report {
         serde_json::to_string(self).expect("a report serialises")
     }
 
-    fn cells(&self) -> Vec<String> {
+    pub(crate) fn cells(&self) -> Vec<String> {
         let f = |v: Option<f64>, d: usize| v.map_or("-".into(), |v| format!("{v:.d$}"));
         let ms = |v: Option<u64>| f(v.map(|v| v as f64 / 1000.0), 2);
         let mut notes = vec![];
@@ -174,6 +182,9 @@ impl Report {
         }
         if let Some(v) = self.herd_ms {
             notes.push(format!("herd {v:.1} ms"));
+            if let Some(c) = self.client_cpu_pct {
+                notes.push(format!("client CPU {c:.0}%"));
+            }
         }
         if let Some(s) = &self.storm {
             notes.push(format!(
@@ -198,16 +209,14 @@ impl Report {
         }
         let c = &self.counts;
         let na = self.na.is_some();
+        let [scenario, transport, variant, subs, chans] = self.key().cells();
         vec![
-            self.scenario.clone(),
+            scenario,
             self.system.clone(),
-            self.transport.clone(),
-            if self.variant.is_empty() {
-                "-".into()
-            } else {
-                self.variant.clone()
-            },
-            self.subscribers.to_string(),
+            transport,
+            variant,
+            subs,
+            chans,
             if na {
                 "n/a".into()
             } else {
@@ -228,24 +237,27 @@ impl Report {
         ]
     }
 
-    /// The key that pairs a herald run with the same run on a peer.
-    fn key(&self) -> (String, String, String, usize) {
-        (
-            self.scenario.clone(),
-            self.transport.clone(),
-            self.variant.clone(),
-            self.subscribers,
-        )
+    /// What makes runs the same run: repeats of it are summarised
+    /// together, and herald's is paired with a peer's.
+    pub(crate) fn key(&self) -> Key {
+        Key {
+            scenario: self.scenario.clone(),
+            transport: self.transport.clone(),
+            variant: self.variant.clone(),
+            subscribers: self.subscribers,
+            channels: self.channels.max(1),
+        }
     }
 }
 
 /// A plain-text table of `reports`, columns aligned, for a terminal.
 pub fn table(reports: &[Report]) -> String {
     let rows: Vec<Vec<String>> = reports.iter().map(Report::cells).collect();
-    let mut width: Vec<usize> = COLUMNS.iter().map(|c| c.len()).collect();
+    let len = |c: &str| c.chars().count();
+    let mut width: Vec<usize> = COLUMNS.iter().map(|c| len(c)).collect();
     for r in &rows {
         for (w, c) in width.iter_mut().zip(r) {
-            *w = (*w).max(c.len());
+            *w = (*w).max(len(c));
         }
     }
     let mut out = String::new();
@@ -254,85 +266,58 @@ pub fn table(reports: &[Report]) -> String {
         let line: Vec<String> = r
             .iter()
             .zip(&width)
-            .map(|(c, w)| format!("{c:<w$}"))
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w - len(c))))
             .collect();
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
     }
     out
 }
 
-/// Markdown: every run as a row, then the ratios herald / peer for every
-/// run both have (msg/s, p99, CPU per million, bytes per idle connection,
-/// herd time; above 1 means herald does more of it, or takes longer).
-pub fn markdown(reports: &[Report]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "| {} |", COLUMNS.join(" | "));
-    let _ = writeln!(out, "|{}", "---|".repeat(COLUMNS.len()));
-    for r in reports {
-        let _ = writeln!(out, "| {} |", r.cells().join(" | "));
+/// The scenario, transport, variant, subscribers and channels of a run.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Key {
+    pub(crate) scenario: String,
+    pub(crate) transport: String,
+    pub(crate) variant: String,
+    pub(crate) subscribers: usize,
+    pub(crate) channels: usize,
+}
+
+impl Key {
+    /// The key's cells in a table row.
+    pub(crate) fn cells(&self) -> [String; 5] {
+        [
+            self.scenario.clone(),
+            self.transport.clone(),
+            if self.variant.is_empty() {
+                "-".into()
+            } else {
+                self.variant.clone()
+            },
+            self.subscribers.to_string(),
+            self.channels.to_string(),
+        ]
     }
-    let herald: BTreeMap<_, _> = reports
-        .iter()
-        .filter(|r| r.system == "herald")
-        .map(|r| (r.key(), r))
-        .collect();
-    let _ = writeln!(
-        out,
-        "\n### Ratios herald / peer\n\n| scenario | transport | variant | subs | peer | msg/s | p99 | CPU s/M | B/conn | herd |\n|---|---|---|---|---|---|---|---|---|---|"
-    );
-    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
-        _ => "-".into(),
-    };
-    for peer in reports.iter().filter(|r| r.system != "herald") {
-        let (s, t, v, n) = peer.key();
-        let Some(h) = herald.get(&peer.key()) else {
-            continue;
-        };
-        let cells = if peer.na.is_some() || h.na.is_some() {
-            vec!["n/a".to_string(); 5]
-        } else {
-            let p99 = |r: &Report| r.latency_us.map(|l| l.p99 as f64);
-            vec![
-                ratio(Some(h.msgs_per_s), Some(peer.msgs_per_s)),
-                ratio(p99(h), p99(peer)),
-                ratio(h.cpu_s_per_million, peer.cpu_s_per_million),
-                ratio(h.bytes_per_conn, peer.bytes_per_conn),
-                ratio(h.herd_ms, peer.herd_ms),
-            ]
-        };
-        let v = if v.is_empty() { "-".into() } else { v };
-        let _ = writeln!(
-            out,
-            "| {s} | {t} | {v} | {n} | {} | {} |",
-            peer.system,
-            cells.join(" | ")
-        );
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn run(system: &str, rate: f64) -> Report {
-        Report {
-            scenario: "fanout".into(),
-            system: system.into(),
-            transport: "ws".into(),
-            subscribers: 100,
-            msgs_per_s: rate,
-            ok: true,
-            ..Report::default()
-        }
-    }
-
     #[test]
-    fn json_round_trip_and_tables() {
+    fn json_round_trip_and_table() {
         let rs = vec![
-            run("herald", 3000.0),
-            run("nchan", 2000.0),
+            Report {
+                scenario: "herd".into(),
+                system: "herald".into(),
+                transport: "longpoll".into(),
+                subscribers: 100,
+                msgs_per_s: 3000.0,
+                herd_ms: Some(12.5),
+                client_cpu_pct: Some(41.0),
+                ok: true,
+                ..Report::default()
+            },
             Report {
                 subscribers: 100,
                 ..Report::not_available("fanout", "pushpin", "ws", "no".into())
@@ -340,12 +325,25 @@ mod tests {
         ];
         let back: Report = serde_json::from_str(&rs[0].json()).unwrap();
         assert_eq!(back.msgs_per_s, 3000.0);
-        assert!(table(&rs).lines().count() == 4);
-        let md = markdown(&rs);
-        assert!(
-            md.contains("| fanout | ws | - | 100 | nchan | 1.50 |"),
-            "{md}"
-        );
-        assert!(md.contains("n/a"));
+        assert_eq!(back.client_cpu_pct, Some(41.0));
+        let t = table(&rs);
+        assert_eq!(t.lines().count(), 3, "{t}");
+        assert!(t.contains("herd 12.5 ms; client CPU 41%"), "{t}");
+        assert!(t.contains("n/a: no"), "{t}");
+        // Columns line up although a heading has a two-byte character.
+        let at = |line: &str| line.find("lost/dup/ooo").or_else(|| line.find("0/0/0"));
+        let cols: Vec<usize> = t
+            .lines()
+            .filter_map(|l| at(l).map(|b| l[..b].chars().count()))
+            .collect();
+        assert_eq!(cols, vec![cols[0]; 2], "{t}");
+    }
+
+    #[test]
+    fn lines_of_earlier_runs_still_parse() {
+        let old = r#"{"scenario":"fanout","system":"nchan","transport":"ws","variant":"5 msg/s","subscribers":10000,"channels":1,"secs":10.0,"published":50,"received":500000,"lost":0,"duplicated":0,"out_of_order":0,"msgs_per_s":50000.0,"errors":0,"latency_us":{"p50":30000,"p99":72000,"max":80000},"cpu_s":0.3,"cpu_s_per_million":5.8,"peak_kib":9000,"mem":"pss","requests_per_s":null,"bytes_per_conn":null,"baseline_kib":null,"after_kib":null,"growth_pct":null,"herd_ms":null,"ok":true,"na":null}"#;
+        let r: Report = serde_json::from_str(old).unwrap();
+        assert_eq!(r.client_cpu_s, None);
+        assert_eq!(r.key().channels, 1);
     }
 }

@@ -1,15 +1,25 @@
-//! Fan-out: N subscribers on C channels, one publisher posting 100-byte
+//! Fan-out: N subscribers on C channels, P publishers posting 100-byte
 //! messages round-robin over the channels, at a fixed rate or as fast as
 //! delivery keeps up, for a fixed time (and at most a fixed count).
 //!
 //! Measures delivered messages per second (summed over subscribers, from
-//! the first publish to the last delivery), publish→receive latency, the
-//! delivery check (lost, duplicated, out of order: all must be 0), server
-//! CPU per million deliveries and peak memory. "As fast as delivery keeps
-//! up" means a window: message k goes out once every delivery of message
-//! k − window has arrived (or after a 1 s stall, which then shows as loss
-//! or latency). Polling transports also report requests per second, which
-//! at a low rate is the cost of asking when nothing changed.
+//! the first publish to the last delivery), publish→receive latency of
+//! every delivery, the delivery check (lost, duplicated, out of order: all
+//! must be 0), server CPU per million deliveries and peak memory. "As fast
+//! as delivery keeps up" means a window: a publisher's message k goes out
+//! once every delivery of its message k − window has arrived (or after a
+//! 1 s stall, which then shows as loss or latency). Polling transports also
+//! report requests per second, which at a low rate is the cost of asking
+//! when nothing changed.
+//!
+//! One publisher is one keep-alive connection posting one request at a
+//! time. With many channels of few subscribers each (per-user
+//! notifications), a message costs the server little more than its
+//! publish, and one such connection cannot keep it busy; so `publishers`
+//! connections post side by side, publisher j owning the channels
+//! c ≡ j (mod P), which keeps every channel's messages in order. Message m
+//! over all publishers is due at m / rate, so P = 1 and P > 1 publish the
+//! same sequence at the same times.
 
 use std::{
     collections::VecDeque,
@@ -40,12 +50,17 @@ pub struct Config {
     pub max_messages: u64,
     /// Longest wait for the last deliveries after publishing stops.
     pub drain: Duration,
-    /// Messages whose deliveries may be outstanding when `rate` is 0.
+    /// Messages of one publisher whose deliveries may be outstanding when
+    /// `rate` is 0.
     pub window: usize,
+    /// Publishers, each on its own connection and its own share of the
+    /// channels (at most one per channel).
+    pub publishers: usize,
 }
 
 impl Config {
-    /// 10 s at 100 msg/s, at most 1,000,000 messages, 5 s drain, window 8.
+    /// 10 s at 100 msg/s, at most 1,000,000 messages, 5 s drain, window 8,
+    /// one publisher.
     pub fn new(common: Common) -> Config {
         Config {
             common,
@@ -54,6 +69,27 @@ impl Config {
             max_messages: 1_000_000,
             drain: Duration::from_secs(5),
             window: 8,
+            publishers: 1,
+        }
+    }
+
+    /// Publishers that publish: at least one, at most one per channel.
+    pub fn publishers(&self) -> usize {
+        self.publishers.clamp(1, self.common.channels.max(1))
+    }
+
+    /// What tells runs of a fan-out apart besides transport, subscribers
+    /// and channels: the rate (or `max`) and, when more than one, the
+    /// publishers.
+    pub fn variant(&self) -> String {
+        let rate = if self.rate > 0.0 {
+            format!("{} msg/s", self.rate)
+        } else {
+            "max".into()
+        };
+        match self.publishers() {
+            1 => rate,
+            p => format!("{rate}, {p} publishers"),
         }
     }
 }
@@ -90,21 +126,23 @@ impl Progress {
     }
 }
 
-/// Runs a fan-out. Fails when subscribers cannot be set up in time or the
+/// Runs a fan-out. Fails when subscribers cannot be set up in time or a
 /// publisher fails; subscriber failures during the run are counted.
 pub async fn run(cfg: &Config) -> Result<Report, Error> {
     let c = &cfg.common;
     c.target.supports(c.transport)?;
     let channels = channel_names(c.channels);
-    let per_channel: Vec<u64> = (0..channels.len())
-        .map(|ch| (c.subscribers + channels.len() - 1 - ch) as u64 / channels.len() as u64)
+    let nch = channels.len();
+    let per_channel: Vec<u64> = (0..nch)
+        .map(|ch| (c.subscribers + nch - 1 - ch) as u64 / nch as u64)
         .collect();
+    let npub = cfg.publishers();
     let stop = CancellationToken::new();
     let ready = Arc::new(Ready::default());
     let requests = Arc::new(AtomicU64::new(0));
-    let progress = Arc::new(Progress::default());
+    // One per publisher: a subscriber of channel ch reports to ch % P.
+    let progress: Arc<Vec<Progress>> = Arc::new((0..npub).map(|_| Progress::default()).collect());
     let hist = Arc::new(Shards::new());
-    let nch = channels.len();
     let mut set = open(
         c,
         &channels,
@@ -115,6 +153,7 @@ pub async fn run(cfg: &Config) -> Result<Report, Error> {
         |i, spec, mut gate| {
             let (stop, progress, hist) = (stop.clone(), progress.clone(), hist.clone());
             async move {
+                let ch = i % nch;
                 let mut t = Tracker::new();
                 let mut last = 0;
                 let r = subscriber::run(
@@ -126,7 +165,7 @@ pub async fn run(cfg: &Config) -> Result<Report, Error> {
                         t.record(seq);
                         hist.record(i, now.saturating_sub(sent));
                         last = now;
-                        progress.delivered();
+                        progress[ch % npub].delivered();
                         true
                     },
                 )
@@ -134,7 +173,7 @@ pub async fn run(cfg: &Config) -> Result<Report, Error> {
                 if let Err(e) = &r {
                     gate.failed(e);
                 }
-                (i % nch, t, last)
+                (ch, t, last)
             }
         },
     )
@@ -144,35 +183,42 @@ pub async fn run(cfg: &Config) -> Result<Report, Error> {
 
     let measure = Measure::start(&c.probe);
     let requests0 = requests.load(Ordering::Relaxed);
-    let mut publisher = Publisher::open(c.target).await?;
-    let mut published = vec![0u64; nch];
-    let (mut expected, mut outstanding) = (0u64, VecDeque::new());
+    let mut publishers = Vec::with_capacity(npub);
+    for _ in 0..npub {
+        publishers.push(Publisher::open(c.target).await?);
+    }
     let t0 = Instant::now();
     let t0_us = now_us();
-    for k in 0..cfg.max_messages {
-        if t0.elapsed() >= cfg.duration {
-            break;
-        }
-        if cfg.rate > 0.0 {
-            let at = t0 + Duration::from_secs_f64(k as f64 / cfg.rate);
-            tokio::time::sleep_until(at.into()).await;
-        } else if outstanding.len() >= cfg.window.max(1) {
-            let mark = outstanding.pop_front().expect("non-empty");
-            progress.reach(mark, Duration::from_secs(1)).await;
-        }
-        let ch = k as usize % nch;
-        publisher.publish(&channels[ch], published[ch], 1).await?;
-        published[ch] += 1;
-        expected += per_channel[ch];
-        outstanding.push_back(expected);
-    }
+    let shares = publishers
+        .into_iter()
+        .enumerate()
+        .map(|(j, publisher)| Share {
+            j,
+            publisher,
+            channels: (j..nch).step_by(npub).collect(),
+            progress: &progress[j],
+        });
+    let done = futures::future::try_join_all(
+        shares.map(|s| s.run(cfg, &channels, &per_channel, npub, t0)),
+    )
+    .await?;
     let publish_secs = t0.elapsed().as_secs_f64();
-    progress.reach(expected, cfg.drain).await;
+    let mut published = vec![0u64; nch];
+    let mut drains = Vec::with_capacity(npub);
+    for (j, (counts, expected)) in done.into_iter().enumerate() {
+        for (ch, n) in counts {
+            published[ch] = n;
+        }
+        drains.push(progress[j].reach(expected, cfg.drain));
+    }
+    futures::future::join_all(drains).await;
     let polls = requests.load(Ordering::Relaxed) - requests0;
     let mut r = report("fanout", c);
-    measure
-        .finish(&mut r, progress.deliveries.load(Ordering::SeqCst))
-        .await;
+    let delivered = progress
+        .iter()
+        .map(|p| p.deliveries.load(Ordering::SeqCst))
+        .sum::<u64>();
+    measure.finish(&mut r, delivered).await;
     stop.cancel();
 
     let (mut counts, mut last) = (Counts::default(), t0_us);
@@ -182,11 +228,7 @@ pub async fn run(cfg: &Config) -> Result<Report, Error> {
         last = last.max(l);
     }
     let secs = ((last - t0_us) as f64 / 1e6).max(publish_secs).max(1e-6);
-    r.variant = if cfg.rate > 0.0 {
-        format!("{} msg/s", cfg.rate)
-    } else {
-        "max".into()
-    };
+    r.variant = cfg.variant();
     r.secs = secs;
     r.published = published.iter().sum();
     r.counts = counts;
@@ -201,4 +243,52 @@ pub async fn run(cfg: &Config) -> Result<Report, Error> {
     }
     r.ok = counts.clean() && r.errors == 0 && r.published > 0;
     Ok(r)
+}
+
+/// One publisher and the channels it owns.
+struct Share<'a> {
+    /// Its index: its k-th message is message k·P + j over all publishers.
+    j: usize,
+    publisher: Publisher,
+    /// The channels it publishes to, round-robin.
+    channels: Vec<usize>,
+    /// Deliveries of its messages.
+    progress: &'a Progress,
+}
+
+impl Share<'_> {
+    /// Publishes until the duration or the message cap is reached; answers
+    /// the messages published per channel, and the deliveries they should
+    /// make.
+    async fn run(
+        mut self,
+        cfg: &Config,
+        names: &[Arc<str>],
+        per_channel: &[u64],
+        npub: usize,
+        t0: Instant,
+    ) -> Result<(Vec<(usize, u64)>, u64), Error> {
+        let mut published = vec![0u64; self.channels.len()];
+        let (mut expected, mut outstanding) = (0u64, VecDeque::new());
+        for k in 0.. {
+            let m = k * npub as u64 + self.j as u64;
+            if m >= cfg.max_messages || t0.elapsed() >= cfg.duration {
+                break;
+            }
+            if cfg.rate > 0.0 {
+                let at = t0 + Duration::from_secs_f64(m as f64 / cfg.rate);
+                tokio::time::sleep_until(at.into()).await;
+            } else if outstanding.len() >= cfg.window.max(1) {
+                let mark = outstanding.pop_front().expect("non-empty");
+                self.progress.reach(mark, Duration::from_secs(1)).await;
+            }
+            let i = k as usize % self.channels.len();
+            let ch = self.channels[i];
+            self.publisher.publish(&names[ch], published[i], 1).await?;
+            published[i] += 1;
+            expected += per_channel[ch];
+            outstanding.push_back(expected);
+        }
+        Ok((self.channels.into_iter().zip(published).collect(), expected))
+    }
 }

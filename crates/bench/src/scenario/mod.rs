@@ -279,13 +279,21 @@ impl Shards {
     }
 }
 
-/// CPU and memory over a measured interval.
+/// CPU and memory over a measured interval: the server's, and the load
+/// generator's own CPU (this process and its workers), which shows whether
+/// the client rather than the server set the pace.
 pub(crate) struct Measure {
     probe: Option<(Probe, f64, crate::Sampler)>,
+    client: Option<(Probe, f64)>,
+    t0: std::time::Instant,
 }
 
 impl Measure {
     pub(crate) fn start(probe: &Option<Probe>) -> Measure {
+        let client = Probe::new(vec![std::process::id()], crate::Mem::Rss).map(|p| {
+            let cpu = p.cpu_secs();
+            (p, cpu)
+        });
         Measure {
             probe: probe.as_ref().map(|p| {
                 (
@@ -294,12 +302,20 @@ impl Measure {
                     p.sample(Duration::from_millis(100)),
                 )
             }),
+            client,
+            t0: std::time::Instant::now(),
         }
     }
 
     /// Fills the report's CPU and memory; `per` is what CPU is counted per
     /// million of.
     pub(crate) async fn finish(self, report: &mut crate::Report, per: u64) {
+        let wall = self.t0.elapsed().as_secs_f64();
+        if let Some((p, cpu0)) = self.client {
+            let cpu = p.cpu_secs() - cpu0;
+            report.client_cpu_s = Some(cpu);
+            report.client_cpu_pct = (wall > 0.0).then(|| cpu / wall * 100.0);
+        }
         if let Some((p, cpu0, sampler)) = self.probe {
             let cpu = p.cpu_secs() - cpu0;
             report.cpu_s = Some(cpu);
