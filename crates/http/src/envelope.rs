@@ -174,11 +174,8 @@ mod tests {
             ChannelName::new("a").unwrap(),
             ChannelName::new("b").unwrap(),
         );
-        let before = bus
-            .read(&[a.clone()], &Start::Now, 10)
-            .await
-            .unwrap()
-            .cursor;
+        let only_a = std::slice::from_ref(&a);
+        let before = bus.read(only_a, &Start::Now, 10).await.unwrap().cursor;
         let draft = |c: &ChannelName| Draft {
             channel: c.clone(),
             event: None,
@@ -186,8 +183,8 @@ mod tests {
         };
         bus.publish(vec![draft(&a)]).await.unwrap();
         let from = Start::From(before);
-        let one = bus.read(&[a.clone()], &from, 10).await.unwrap();
-        let again = bus.read(&[a.clone()], &from, 10).await.unwrap();
+        let one = bus.read(only_a, &from, 10).await.unwrap();
+        let again = bus.read(only_a, &from, 10).await.unwrap();
         assert!(only_message(&one).is_some());
         let (x, y) = (batch_json(&one), batch_json(&again));
         assert_eq!(x.as_ptr(), y.as_ptr(), "one encoding for every reader");
