@@ -10,7 +10,8 @@
 //! makes before its hold, stream or subscription starts, so that a slow
 //! store answers 503 quickly instead of holding the client past its
 //! proxy's timeout. It does not bound the hold itself (each transport's own
-//! settings do).
+//! settings do). A setup that is ready at once (the memory engine always
+//! is) never arms the timer: a short poll pays for no timer entry.
 
 use std::{future::Future, time::Duration};
 
@@ -71,6 +72,16 @@ impl Context {
         setup: impl Future<Output = Result<T, herald_bus::Error>>,
     ) -> Result<T, Error> {
         let limit = self.limits.setup_timeout;
+        let mut setup = std::pin::pin!(setup);
+        // A future must wake the waker of its latest poll, so polling once
+        // with a waker that does nothing, and then under the timeout with
+        // the task's, loses no wake-up.
+        let now = setup
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+        if let std::task::Poll::Ready(done) = now {
+            return Ok(done?);
+        }
         match tokio::time::timeout(limit, setup).await {
             Ok(done) => Ok(done?),
             Err(_) => Err(Error::new(

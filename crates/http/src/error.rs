@@ -220,11 +220,12 @@ where
 {
     use http_body_util::BodyExt;
     let status = res.status();
-    let is_json = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if status.as_u16() < 400 || is_json {
+    let is_json = || {
+        res.headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
+    };
+    if status.as_u16() < 400 || is_json() {
         return res.map(BodyExt::boxed_unsync);
     }
     let (parts, _) = res.into_parts();

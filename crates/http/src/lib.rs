@@ -25,7 +25,7 @@ pub use body::{Body, empty, full, json};
 pub use code::Code;
 pub use context::{Context, Limits};
 pub use direct::{Direct, Pieces};
-pub use envelope::{batch_json, message_fields, write_json_str};
+pub use envelope::{batch_json, message_fields, only_message, write_json_str};
 pub use error::{Error, Public, RequestId, json_errors};
 pub use permit::ConnectionPermit;
 pub use request::{Query, channel, channels, header_str};

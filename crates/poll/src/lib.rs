@@ -6,13 +6,25 @@
 //! `If-None-Match` gets a bodiless 304 while its position is unchanged. The
 //! transport keeps no state between requests; the client's cursor is the
 //! whole session. It does not wait for messages: that is long polling.
+//!
+//! The 304 is the hot path (a poller asks again and again while nothing
+//! happens), so it is decided on values the request already holds: the
+//! position read is compared with the parsed `since` (a cursor has exactly
+//! one text, so equal cursors mean the ETag is the `since` text), the
+//! `If-None-Match` text is compared with that text, and the 304's `ETag` is
+//! the request's own header value. Nothing is encoded or formatted. A 200
+//! of one message takes its body and `ETag` from the message's cache
+//! ([`herald_http::only_message`]).
 
-use herald_bus::Start;
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use herald_bus::{Encoding, Message, Start};
 use herald_http::{
     Body, Context, Error, Query, Transport, authorize, batch_json, channels, empty, header_str,
-    json,
+    json, only_message,
 };
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 
 /// The short-polling transport.
 #[derive(Clone)]
@@ -38,40 +50,89 @@ impl Poll {
         let channels = channels(list, limits)?;
         // Checked on every request: a poll holds nothing past it.
         authorize(&self.ctx, req, &channels, "poll").await?;
-        let start = Query::parse(req.uri().query()).start(limits)?;
+        let query = Query::parse(req.uri().query());
+        let start = query.start(limits)?;
         let batch = self
             .ctx
             .setup(self.ctx.bus.read(&channels, &start, limits.max_messages))
             .await?;
-        let etag = format!("\"{}\"", batch.cursor);
-        let unchanged = matches!(start, Start::From(_))
-            && batch.is_empty()
-            && header_str(req.headers(), &header::IF_NONE_MATCH)
-                .is_some_and(|inm| matches_etag(inm, &etag));
-        let mut res = if unchanged {
-            let mut res = Response::new(empty());
-            *res.status_mut() = StatusCode::NOT_MODIFIED;
-            res.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            res
-        } else {
-            let body = batch_json(&batch);
-            self.ctx.stats.answered(Transport::Poll, &batch, body.len());
-            json(StatusCode::OK, body)
+        let inm = header_str(req.headers(), &header::IF_NONE_MATCH);
+        if let (Start::From(since), Some(inm), true) = (&start, inm, batch.is_empty()) {
+            // The position did not move: the ETag is the text sent.
+            let etag = if batch.cursor == *since {
+                Cow::Borrowed(query.get("since").unwrap_or_default())
+            } else {
+                Cow::Owned(batch.cursor.to_string())
+            };
+            if matches_etag(inm, &etag) {
+                return Ok(not_modified(req.headers(), &etag));
+            }
+        }
+        let (body, etag) = match only_message(&batch) {
+            Some(m) => (batch_json(&batch), etag_value(m.encoded::<ETag>())),
+            None => (
+                batch_json(&batch),
+                etag_value(Bytes::from(format!("\"{}\"", batch.cursor))),
+            ),
         };
-        if let Ok(v) = HeaderValue::from_str(&etag) {
+        self.ctx.stats.answered(Transport::Poll, &batch, body.len());
+        let mut res = json(StatusCode::OK, body);
+        if let Some(v) = etag {
             res.headers_mut().insert(header::ETAG, v);
         }
         Ok(res)
     }
 }
 
-/// `If-None-Match` is a list of entity tags, possibly weak (`W/"..."`).
-fn matches_etag(header: &str, etag: &str) -> bool {
-    header
-        .split(',')
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == etag || t == "*")
+/// The quoted cursor after a message: the `ETag` of a one-message answer,
+/// cached per message like its body.
+struct ETag;
+
+impl Encoding for ETag {
+    fn encode(m: &Message) -> Bytes {
+        Bytes::from(format!("\"{}\"", herald_bus::Cursor::after(m)))
+    }
+}
+
+fn etag_value(quoted: Bytes) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(quoted).ok()
+}
+
+/// The 304 for entity tag `tag` (unquoted). Its `ETag` is the request's
+/// `If-None-Match` value when that is exactly the tag, as a poller sends
+/// it, so the answer copies nothing.
+fn not_modified(request: &HeaderMap, tag: &str) -> Response<Body> {
+    let mut res = Response::new(empty());
+    *res.status_mut() = StatusCode::NOT_MODIFIED;
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let etag = match request.get(header::IF_NONE_MATCH) {
+        Some(v) if is_quoted(v.as_bytes(), tag.as_bytes()) => Some(v.clone()),
+        _ => etag_value(Bytes::from(format!("\"{tag}\""))),
+    };
+    if let Some(v) = etag {
+        h.insert(header::ETAG, v);
+    }
+    res
+}
+
+/// `If-None-Match` is a list of entity tags, possibly weak (`W/"..."`);
+/// `tag` is unquoted.
+fn matches_etag(header: &str, tag: &str) -> bool {
+    // What a poller sends: exactly the tag it was given.
+    is_quoted(header.as_bytes(), tag.as_bytes())
+        || header
+            .split(',')
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == "*" || is_quoted(t.as_bytes(), tag.as_bytes()))
+}
+
+/// Whether `quoted` is `tag` in double quotes.
+fn is_quoted(quoted: &[u8], tag: &[u8]) -> bool {
+    quoted.len() == tag.len() + 2
+        && quoted.first() == Some(&b'"')
+        && quoted.last() == Some(&b'"')
+        && &quoted[1..quoted.len() - 1] == tag
 }
 
 #[cfg(test)]
@@ -141,6 +202,47 @@ mod tests {
         let (s, _, v) = get(&p, &uri, etag.as_deref()).await;
         assert_eq!(s, 200);
         assert_eq!(v["messages"][0]["data"], "hi");
+    }
+
+    #[tokio::test]
+    async fn the_304_echoes_the_tag_and_any_listed_or_weak_tag_matches() {
+        let (p, bus) = poll();
+        let (_, etag, _) = get(&p, "/poll/news", None).await;
+        let etag = etag.unwrap();
+        let since = etag.trim_matches('"');
+        let uri = format!("/poll/news?since={since}");
+        for inm in [
+            etag.clone(),
+            format!("W/{etag}"),
+            format!("\"other\", {etag}"),
+            "*".to_string(),
+        ] {
+            let (s, got, _) = get(&p, &uri, Some(&inm)).await;
+            assert_eq!(s, StatusCode::NOT_MODIFIED, "{inm}");
+            assert_eq!(got.as_deref(), Some(etag.as_str()), "{inm}");
+        }
+        for inm in ["\"other\"", since, "\"\""] {
+            let (s, _, _) = get(&p, &uri, Some(inm)).await;
+            assert_eq!(s, 200, "{inm}");
+        }
+        // After a publish: one message, whose body and ETag are shared by
+        // every poller and lead to the next 304.
+        bus.publish(vec![Draft {
+            channel: ChannelName::new("news").unwrap(),
+            event: None,
+            payload: Payload::text("hi").unwrap(),
+        }])
+        .await
+        .unwrap();
+        let (s, next, v) = get(&p, &uri, Some(&etag)).await;
+        assert_eq!(s, 200);
+        let next = next.unwrap();
+        assert_eq!(next, format!("\"{}\"", v["cursor"].as_str().unwrap()));
+        let (_, again, _) = get(&p, &uri, Some(&etag)).await;
+        assert_eq!(again.as_ref(), Some(&next));
+        let uri = format!("/poll/news?since={}", next.trim_matches('"'));
+        let (s, _, _) = get(&p, &uri, Some(&next)).await;
+        assert_eq!(s, StatusCode::NOT_MODIFIED);
     }
 
     #[tokio::test]

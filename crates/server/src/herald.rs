@@ -131,13 +131,13 @@ impl Herald {
             let me = me.clone();
             async move { Ok::<_, Infallible>(me.inner.public.route(req).await) }
         });
-        BoxCloneSyncService::new(
+        BoxCloneSyncService::new(Shared::new(
             ServiceBuilder::new()
                 .map_response(json_errors)
                 .layer(TraceLayer::new_for_http().make_span_with(request_span))
                 .layer(self.cors())
                 .service(routes),
-        )
+        ))
     }
 
     /// The publish and admin routes, with the body limit, request timeout
@@ -206,6 +206,48 @@ impl Herald {
     pub async fn drained(&self) {
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
+    }
+}
+
+/// One service stack shared by all its clones. A connection clones its
+/// service for every request it serves; cloning the stack itself would copy
+/// the CORS configuration (and allocate) each time, while a clone of this is
+/// one reference count. `poll_ready` and `call` take the lock only while
+/// they run (`call` builds the response future; the future runs unlocked),
+/// and every layer of the public stack is always ready, so a clone never
+/// waits on readiness another clone reserved.
+struct Shared<S>(Arc<std::sync::Mutex<S>>);
+
+impl<S> Shared<S> {
+    fn new(service: S) -> Self {
+        Shared(Arc::new(std::sync::Mutex::new(service)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, S> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<S> Clone for Shared<S> {
+    fn clone(&self) -> Self {
+        Shared(self.0.clone())
+    }
+}
+
+impl<S: tower::Service<R>, R> tower::Service<R> for Shared<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.lock().poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> S::Future {
+        self.lock().call(req)
     }
 }
 
