@@ -41,6 +41,7 @@ use tokio::{
 use crate::{
     Config, Error,
     keys::Keys,
+    publisher::{self, Queue},
     recent::Recent,
     script::{self, Notification, Scripts},
     target::{self, Target},
@@ -55,6 +56,8 @@ pub struct RedisEngine {
 
 struct Handle {
     shared: Arc<Shared>,
+    /// Where publishes wait for their script call (see [`crate::publisher`]).
+    queue: Queue,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -156,7 +159,9 @@ impl RedisEngine {
             .parse()
             .map_err(|_| Error::Malformed(format!("the epoch key holds {text:?}")))?;
         shared.epoch.store(epoch, Ordering::Relaxed);
+        let (queue, jobs) = Queue::new();
         let tasks = vec![
+            tokio::spawn(publisher::run(shared.clone(), jobs)),
             tokio::spawn(crate::pubsub::run(
                 shared.clone(),
                 pubsub,
@@ -165,7 +170,11 @@ impl RedisEngine {
             tokio::spawn(monitor(shared.clone(), config.check_interval)),
         ];
         Ok(RedisEngine {
-            handle: Arc::new(Handle { shared, tasks }),
+            handle: Arc::new(Handle {
+                shared,
+                queue,
+                tasks,
+            }),
         })
     }
 
@@ -180,7 +189,7 @@ impl Engine for RedisEngine {
     }
 
     fn publish(&self, drafts: Vec<Draft>) -> BoxFuture<'_, Result<Vec<Arc<Message>>, BusError>> {
-        self.shared().publish(drafts).boxed()
+        self.handle.queue.publish(drafts).boxed()
     }
 
     fn read<'a>(
@@ -394,10 +403,10 @@ impl Shared {
             .await
     }
 
-    async fn publish(&self, drafts: Vec<Draft>) -> Result<Vec<Arc<Message>>, BusError> {
-        if drafts.is_empty() {
-            return Ok(Vec::new());
-        }
+    /// Stores `drafts` with one publish script call (the publisher task
+    /// calls this with every publish queued at the time) and hands the
+    /// stored messages to the local cache.
+    pub(crate) async fn store(&self, drafts: Vec<Draft>) -> Result<Vec<Arc<Message>>, BusError> {
         let keys = &self.keys;
         let mut channels: Vec<&ChannelName> = Vec::new();
         let mut numbers = Vec::with_capacity(drafts.len());
@@ -468,12 +477,24 @@ impl Shared {
         local.recent.page(after, limit, min_time)
     }
 
-    /// Notes the ids this instance just published, for [`Shared::cached`].
+    /// Hands messages this instance just stored to the cache of their
+    /// channel: a message that follows the cache's newest one is cached and
+    /// its local watchers are woken now, without waiting for its
+    /// notification (which is then a duplicate, ignored). Otherwise (the
+    /// cache is empty, or a message from elsewhere is still on its way) its
+    /// id is noted for [`Shared::cached`], which sends reads to Redis until
+    /// the notifications have caught up.
     fn published(&self, messages: &[Arc<Message>]) {
         let mut map = self.lock();
         for m in messages {
             if let Some(local) = map.get_mut(&m.channel) {
                 local.published = local.published.max(m.id);
+                if local.recent.follow(m, &self.bounds) {
+                    local.tx.send_replace(Signal {
+                        last: m.id,
+                        gone: false,
+                    });
+                }
             }
         }
     }

@@ -20,6 +20,7 @@ mod config;
 mod engine;
 mod error;
 mod keys;
+mod publisher;
 mod pubsub;
 mod recent;
 mod script;

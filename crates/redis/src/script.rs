@@ -101,6 +101,13 @@ end
 /// event, data.
 /// Answers `{epoch, time_ms, order, {ids}}`: the drafts' publish orders are
 /// `order + 1`, `order + 2`, … in draft order.
+///
+/// Each channel's metadata is read once per call and written once, and its
+/// new messages are appended with one `RPUSH`, so that a call carrying many
+/// publishes costs Redis little more per message than the append, the
+/// notification and the trim of what falls out of the bounds. The result is
+/// what storing the drafts one by one would leave (trimming from the front
+/// after each append or once after all of them keeps the same suffix).
 const PUBLISH: &str = r#"
 local epoch = epoch_of(KEYS[1], ARGV[1])
 local max_n, max_bytes = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -111,36 +118,79 @@ local now_ms = clock_ms(ARGV[6], now)
 local floor = tonumber(redis.call('GET', KEYS[2]) or '0')
 local count = (#ARGV - 7 - channels) / 4
 local first = redis.call('INCRBY', KEYS[3], count) - count
+-- Per channel, read on first use: last id, origin, retained count and
+-- bytes, and the elements to append.
+local state = {}
+local touched = {}
+local function open(c)
+  local s = state[c]
+  if s then return s end
+  local meta, log = KEYS[2 + 2 * c], KEYS[3 + 2 * c]
+  local h = redis.call('HMGET', meta, 'last', 'origin', 'bytes', 'dead')
+  if h[4] then redis.call('HDEL', meta, 'dead') end
+  s = {meta = meta, log = log, last = tonumber(h[1] or '0'),
+       origin = tonumber(h[2] or '0'), bytes = tonumber(h[3] or '0'),
+       n = redis.call('LLEN', log), items = {}}
+  if s.last == 0 then s.bytes = 0 end
+  state[c] = s
+  touched[#touched + 1] = c
+  return s
+end
 local ids = {}
 local i = 8 + channels
 while i <= #ARGV do
   local c = tonumber(ARGV[i])
   local flag, event, data = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local meta, log = KEYS[2 + 2 * c], KEYS[3 + 2 * c]
-  local last = tonumber(redis.call('HGET', meta, 'last') or '0')
-  local id, origin
-  redis.call('HDEL', meta, 'dead')
-  if last == 0 then
+  local s = open(c)
+  local id
+  if s.last == 0 then
     id = math.max(now, floor + 1)
-    origin = id - 1
-    redis.call('HSET', meta, 'origin', num(origin), 'bytes', '0')
+    s.origin = id - 1
+    s.new = true
   else
-    id = last + 1
-    origin = tonumber(redis.call('HGET', meta, 'origin'))
+    id = s.last + 1
   end
+  s.last = id
   if id > floor then floor = id end
   local size = #data + #event + 64
   local element = num(id) .. '\n' .. num(now_ms) .. '\n' .. num(size) .. '\n'
     .. num(first + #ids + 1) .. '\n' .. flag .. '\n' .. event .. '\n' .. data
-  redis.call('RPUSH', log, element)
-  redis.call('HSET', meta, 'last', num(id))
-  redis.call('HINCRBY', meta, 'bytes', size)
-  prune(meta, log, max_n, max_bytes, now_ms - max_age)
-  redis.call('PEXPIRE', meta, 2 * ttl)
-  redis.call('PEXPIRE', log, ttl)
-  redis.call('PUBLISH', ARGV[7 + c], 'm\n' .. epoch .. '\n' .. num(origin) .. '\n' .. element)
+  s.items[#s.items + 1] = element
+  s.n = s.n + 1
+  s.bytes = s.bytes + size
+  redis.call('PUBLISH', ARGV[7 + c], 'm\n' .. epoch .. '\n' .. num(s.origin) .. '\n' .. element)
   ids[#ids + 1] = id
   i = i + 4
+end
+local min_time = now_ms - max_age
+for _, c in ipairs(touched) do
+  local s = state[c]
+  -- Append in slices (a Lua call takes a bounded number of arguments).
+  for at = 1, #s.items, 1000 do
+    redis.call('RPUSH', s.log, unpack(s.items, at, math.min(at + 999, #s.items)))
+  end
+  -- Trim from the front: by count and bytes without looking (LPOP answers
+  -- the element and so its size), then by age while the front is too old.
+  while s.n > 0 and (s.n > max_n or s.bytes > max_bytes) do
+    local size = string.match(redis.call('LPOP', s.log), '^%d+\n%d+\n(%d+)\n')
+    s.n = s.n - 1
+    s.bytes = s.bytes - tonumber(size)
+  end
+  while s.n > 0 do
+    local t, size = string.match(redis.call('LINDEX', s.log, 0), '^%d+\n(%d+)\n(%d+)\n')
+    if tonumber(t) >= min_time then break end
+    redis.call('LPOP', s.log)
+    s.n = s.n - 1
+    s.bytes = s.bytes - tonumber(size)
+  end
+  if s.n == 0 then s.bytes = 0 end
+  if s.new then
+    redis.call('HSET', s.meta, 'last', num(s.last), 'bytes', num(s.bytes), 'origin', num(s.origin))
+  else
+    redis.call('HSET', s.meta, 'last', num(s.last), 'bytes', num(s.bytes))
+  end
+  redis.call('PEXPIRE', s.meta, 2 * ttl)
+  if s.n > 0 then redis.call('PEXPIRE', s.log, ttl) end
 end
 redis.call('SET', KEYS[2], num(floor))
 return {epoch, now_ms, first, ids}
