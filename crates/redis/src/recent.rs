@@ -43,6 +43,17 @@ impl Recent {
         }
     }
 
+    /// The page of a reader already at `after`, past the newest cached id
+    /// (it read Redis ahead of the notifications): nothing new for it yet.
+    pub(crate) fn ahead(&self, after: u64) -> Option<Page> {
+        Some(Page {
+            messages: Vec::new(),
+            origin: self.origin,
+            oldest: self.messages.front()?.id,
+            last: after,
+        })
+    }
+
     /// Appends `message` only if it is the next id after a non-empty run
     /// (a message this instance published, known before its notification);
     /// answers whether it did. An empty cache is left to the notifications,
@@ -153,6 +164,15 @@ mod tests {
             (2, 4, 5, 6),
             "keeps the origin the notifications told"
         );
+    }
+
+    #[test]
+    fn a_reader_past_the_run_is_told_nothing_new() {
+        let mut r = Recent::default();
+        assert!(r.ahead(7).is_none(), "no run, no answer");
+        r.push(4, msg(5, 0), &bounds(10));
+        let p = r.ahead(7).unwrap();
+        assert_eq!((p.messages.len(), p.origin, p.oldest, p.last), (0, 4, 5, 7));
     }
 
     #[test]
