@@ -121,7 +121,9 @@ async fn serve(
             },
             () = shared.wake.notified() => {}
             _ = ping.tick() => {
-                match timeout(limit, sink.ping::<String>()).await {
+                // Any answer will do: subscribed, Redis answers PING with
+                // ["pong", ""], not "PONG".
+                match timeout(limit, sink.ping::<redis::Value>()).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => return e.to_string(),
                     Err(_) => return "ping timed out".into(),

@@ -612,3 +612,35 @@ async fn publishes_from_both_instances_at_once_reach_every_subscriber_once_in_or
         }
     }
 }
+
+/// The pub/sub connection is pinged every check interval; while it is
+/// subscribed Redis answers `["pong", ""]`, which must count as alive (taken
+/// for a failure, it dropped the connection, every cache and every
+/// subscriber's position in the cache at every check).
+#[tokio::test]
+async fn a_subscribed_pub_sub_connection_survives_its_pings() {
+    let Some(redis) = redis() else { return };
+    let bus = bus(&redis, default_bounds()).await;
+    let c = ch("c");
+    let _sub = bus
+        .subscribe(std::slice::from_ref(&c), &Start::Now)
+        .await
+        .unwrap();
+    wait_until("the instance subscribed", || {
+        subscribed_instances(&redis) == 1
+    })
+    .await;
+    // Connections Redis accepted so far (each of these questions is one).
+    let connections = || -> u64 {
+        redis.command(&["INFO", "stats"])[0]
+            .lines()
+            .find_map(|l| l.strip_prefix("total_connections_received:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap()
+    };
+    let before = connections();
+    // Five check intervals (100 ms in these tests).
+    sleep(Duration::from_millis(500)).await;
+    assert_eq!(connections(), before + 1, "no reconnection");
+    assert_eq!(bus.health(), Health::Up);
+}
