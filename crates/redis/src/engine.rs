@@ -57,7 +57,7 @@ pub struct RedisEngine {
 struct Handle {
     shared: Arc<Shared>,
     /// Where publishes wait for their script call (see [`crate::publisher`]).
-    queue: Queue,
+    queue: Arc<Queue>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -165,9 +165,9 @@ impl RedisEngine {
             .parse()
             .map_err(|_| Error::Malformed(format!("the epoch key holds {text:?}")))?;
         shared.epoch.store(epoch, Ordering::Relaxed);
-        let (queue, jobs) = Queue::new();
+        let queue = Arc::new(Queue::new());
         let tasks = vec![
-            tokio::spawn(publisher::run(shared.clone(), jobs)),
+            tokio::spawn(publisher::run(shared.clone(), queue.clone())),
             tokio::spawn(crate::pubsub::run(
                 shared.clone(),
                 pubsub,
@@ -195,7 +195,7 @@ impl Engine for RedisEngine {
     }
 
     fn publish(&self, drafts: Vec<Draft>) -> BoxFuture<'_, Result<Vec<Arc<Message>>, BusError>> {
-        self.handle.queue.publish(drafts).boxed()
+        self.handle.queue.publish(self.shared(), drafts).boxed()
     }
 
     fn read<'a>(
