@@ -29,7 +29,7 @@ use herald_bus::{
     Watch,
 };
 use redis::{
-    Client, RedisError,
+    Client, ErrorKind, RedisError, ServerErrorKind,
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
 use tokio::{
@@ -41,6 +41,7 @@ use tokio::{
 use crate::{
     Config, Error,
     keys::Keys,
+    publisher::{self, Queue},
     recent::Recent,
     script::{self, Notification, Scripts},
     target::{self, Target},
@@ -55,6 +56,8 @@ pub struct RedisEngine {
 
 struct Handle {
     shared: Arc<Shared>,
+    /// Where publishes wait for their script call (see [`crate::publisher`]).
+    queue: Arc<Queue>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -101,6 +104,12 @@ struct Local {
     /// only once it holds it, so that a publish is visible to the next read
     /// on the same instance even before its notification comes back.
     published: u64,
+    /// The newest id this instance knows to exist here: its own publishes
+    /// and what its reads from Redis answered. A reader past the cache but
+    /// not past this has read Redis ahead of the notifications; it is told
+    /// "nothing new" until they catch up (and wake it), instead of reading
+    /// Redis again at every wake and so staying ahead for good.
+    known: u64,
 }
 
 /// What a remote read found, with the byte count the info endpoint needs.
@@ -156,7 +165,9 @@ impl RedisEngine {
             .parse()
             .map_err(|_| Error::Malformed(format!("the epoch key holds {text:?}")))?;
         shared.epoch.store(epoch, Ordering::Relaxed);
+        let queue = Arc::new(Queue::new());
         let tasks = vec![
+            tokio::spawn(publisher::run(shared.clone(), queue.clone())),
             tokio::spawn(crate::pubsub::run(
                 shared.clone(),
                 pubsub,
@@ -165,7 +176,11 @@ impl RedisEngine {
             tokio::spawn(monitor(shared.clone(), config.check_interval)),
         ];
         Ok(RedisEngine {
-            handle: Arc::new(Handle { shared, tasks }),
+            handle: Arc::new(Handle {
+                shared,
+                queue,
+                tasks,
+            }),
         })
     }
 
@@ -180,7 +195,7 @@ impl Engine for RedisEngine {
     }
 
     fn publish(&self, drafts: Vec<Draft>) -> BoxFuture<'_, Result<Vec<Arc<Message>>, BusError>> {
-        self.shared().publish(drafts).boxed()
+        self.handle.queue.publish(self.shared(), drafts).boxed()
     }
 
     fn read<'a>(
@@ -373,6 +388,7 @@ impl Shared {
         for local in self.lock().values_mut() {
             local.recent.clear();
             local.published = 0;
+            local.known = 0;
             local.tx.send_modify(|_| {});
         }
     }
@@ -394,65 +410,86 @@ impl Shared {
             .await
     }
 
-    async fn publish(&self, drafts: Vec<Draft>) -> Result<Vec<Arc<Message>>, BusError> {
-        if drafts.is_empty() {
-            return Ok(Vec::new());
+    /// Stores `drafts` with one publish script call (the publisher task
+    /// calls this with every publish queued at the time) and hands the
+    /// stored messages to the local cache.
+    pub(crate) async fn store(&self, drafts: Vec<Draft>) -> Result<Vec<Arc<Message>>, BusError> {
+        let stored = self
+            .run_publish(&drafts)
+            .await
+            .map_err(|e| self.failed(&e))?;
+        self.succeeded();
+        let bad = |why: String| BusError::Unavailable(format!("redis: publish script: {why}"));
+        let stored = script::decode_stored(&stored).map_err(bad)?;
+        let epoch = self.observe_epoch(&stored.epoch);
+        if stored.ids.len() != drafts.len() {
+            return Err(bad("a wrong id count".into()));
         }
+        let messages: Vec<_> = drafts
+            .into_iter()
+            .zip(stored.ids)
+            .zip(stored.first + 1..)
+            .map(|((d, id), order)| {
+                Arc::new(Message::new(d, id, stored.time, epoch).with_order(order))
+            })
+            .collect();
+        self.published(&messages);
+        Ok(messages)
+    }
+
+    /// Runs the publish script on `drafts` (see script.rs for its
+    /// arguments) and answers its raw reply. The command is built directly
+    /// (redis-rs's script invocation would copy every argument twice), and
+    /// is sent by hash, loading the script first if Redis does not know it
+    /// (a restarted Redis).
+    async fn run_publish(&self, drafts: &[Draft]) -> redis::RedisResult<Vec<u8>> {
         let keys = &self.keys;
         let mut channels: Vec<&ChannelName> = Vec::new();
         let mut numbers = Vec::with_capacity(drafts.len());
-        for d in &drafts {
-            let n = match channels.iter().position(|c| *c == &d.channel) {
-                Some(i) => i + 1,
-                None => {
-                    channels.push(&d.channel);
-                    channels.len()
-                }
-            };
+        let mut seen: HashMap<&ChannelName, usize> = HashMap::new();
+        for d in drafts {
+            let n = *seen.entry(&d.channel).or_insert_with(|| {
+                channels.push(&d.channel);
+                channels.len()
+            });
             numbers.push(n);
         }
-        let mut call = self.scripts.publish.key(keys.epoch());
-        call.key(keys.floor()).key(keys.order());
+        let script = &self.scripts.publish;
+        let mut call = redis::cmd("EVALSHA");
+        call.arg(script.get_hash())
+            .arg(3 + 2 * channels.len())
+            .arg(keys.epoch())
+            .arg(keys.floor())
+            .arg(keys.order());
         for c in &channels {
-            call.key(keys.meta(c)).key(keys.log(c));
+            call.arg(keys.meta(c)).arg(keys.log(c));
         }
         let b = &self.bounds;
-        let age = b.max_age.as_millis() as u64;
+        let ttl = (b.max_age.as_millis() as u64).max(1);
         call.arg(script::candidate_epoch())
             .arg(b.max_messages)
             .arg(b.max_bytes)
-            .arg(age)
-            .arg(age.max(1))
+            .arg(b.max_age.as_millis() as u64)
+            .arg(ttl)
+            .arg(2 * ttl)
             .arg(script::clock_arg(&b.clock))
             .arg(channels.len());
         for c in &channels {
             call.arg(keys.notify(c));
         }
+        let mut kind = Vec::new();
         for (d, n) in drafts.iter().zip(&numbers) {
-            call.arg(n);
-            for a in script::draft_args(d) {
-                call.arg(a);
+            script::draft_kind(d, &mut kind);
+            call.arg(n).arg(&kind[..]).arg(&d.payload.bytes()[..]);
+        }
+        let mut conn = self.conn();
+        match call.query_async(&mut conn).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                script.load_async(&mut conn).await?;
+                call.query_async(&mut conn).await
             }
+            answer => answer,
         }
-        let (epoch, time, first, ids): (String, u64, u64, Vec<u64>) = call
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| self.failed(&e))?;
-        self.succeeded();
-        let epoch = self.observe_epoch(&epoch);
-        if ids.len() != drafts.len() {
-            return Err(BusError::Unavailable(
-                "redis: publish script answered a wrong id count".into(),
-            ));
-        }
-        let messages: Vec<_> = drafts
-            .into_iter()
-            .zip(ids)
-            .zip(first + 1..)
-            .map(|((d, id), order)| Arc::new(Message::new(d, id, time, epoch).with_order(order)))
-            .collect();
-        self.published(&messages);
-        Ok(messages)
     }
 
     /// Reads from the local cache if it covers `after` and holds everything
@@ -462,18 +499,35 @@ impl Shared {
         let min_time = now.saturating_sub(self.bounds.max_age.as_millis() as u64);
         let mut map = self.lock();
         let local = map.get_mut(channel)?;
-        if local.recent.last()? < local.published {
+        let last = local.recent.last()?;
+        if last < local.published {
             return None;
+        }
+        if after > last && after <= local.known {
+            return local.recent.ahead(after);
         }
         local.recent.page(after, limit, min_time)
     }
 
-    /// Notes the ids this instance just published, for [`Shared::cached`].
+    /// Hands messages this instance just stored to the cache of their
+    /// channel: a message that follows the cache's newest one is cached and
+    /// its local watchers are woken now, without waiting for its
+    /// notification (which is then a duplicate, ignored). Otherwise (the
+    /// cache is empty, or a message from elsewhere is still on its way) its
+    /// id is noted for [`Shared::cached`], which sends reads to Redis until
+    /// the notifications have caught up.
     fn published(&self, messages: &[Arc<Message>]) {
         let mut map = self.lock();
         for m in messages {
             if let Some(local) = map.get_mut(&m.channel) {
                 local.published = local.published.max(m.id);
+                local.known = local.known.max(m.id);
+                if local.recent.follow(m, &self.bounds) {
+                    local.tx.send_replace(Signal {
+                        last: m.id,
+                        gone: false,
+                    });
+                }
             }
         }
     }
@@ -536,6 +590,13 @@ impl Shared {
                 })
                 .collect());
         }
+        let mut map = self.lock();
+        for ((channel, _), (_, _, last, _, _)) in reads.iter().zip(&pages) {
+            if let Some(local) = map.get_mut(*channel) {
+                local.known = local.known.max(*last);
+            }
+        }
+        drop(map);
         let mut out = Vec::with_capacity(reads.len());
         for ((channel, _), (origin, oldest, last, bytes, items)) in reads.iter().zip(pages) {
             let mut messages = Vec::with_capacity(items.len());
@@ -568,6 +629,7 @@ impl Shared {
                 watchers: 0,
                 recent: Recent::default(),
                 published: 0,
+                known: 0,
             }
         });
         local.watchers += 1;
@@ -701,6 +763,7 @@ impl Shared {
             return;
         };
         local.recent.clear();
+        local.known = 0;
         let old = std::mem::replace(&mut local.tx, watch::Sender::new(Signal::default()));
         old.send_modify(|s| s.gone = true);
     }

@@ -30,27 +30,37 @@ impl Keys {
     }
 
     pub(crate) fn epoch(&self) -> String {
-        format!("{}epoch", self.prefix)
+        self.join("epoch", "")
     }
 
     pub(crate) fn floor(&self) -> String {
-        format!("{}floor", self.prefix)
+        self.join("floor", "")
     }
 
     pub(crate) fn order(&self) -> String {
-        format!("{}order", self.prefix)
+        self.join("order", "")
     }
 
     pub(crate) fn meta(&self, channel: &ChannelName) -> String {
-        format!("{}meta:{channel}", self.prefix)
+        self.join("meta:", channel.as_str())
     }
 
     pub(crate) fn log(&self, channel: &ChannelName) -> String {
-        format!("{}log:{channel}", self.prefix)
+        self.join("log:", channel.as_str())
     }
 
     pub(crate) fn notify(&self, channel: &ChannelName) -> String {
-        format!("{}{channel}", self.notify)
+        self.join("notify:", channel.as_str())
+    }
+
+    /// `prefix kind name`, without the formatting machinery: every publish
+    /// builds a few of these.
+    fn join(&self, kind: &str, name: &str) -> String {
+        let mut key = String::with_capacity(self.prefix.len() + kind.len() + name.len());
+        key.push_str(&self.prefix);
+        key.push_str(kind);
+        key.push_str(name);
+        key
     }
 
     /// The channel a pub/sub channel name belongs to.

@@ -14,7 +14,7 @@
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use herald_bus::ChannelName;
 use redis::aio::{PubSub, PubSubSink};
 use tokio::time::{sleep, timeout};
@@ -25,6 +25,8 @@ const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Channels per SUBSCRIBE command.
 const CHUNK: usize = 512;
+/// Most notifications handled in one turn of the task.
+const DRAIN: usize = 1024;
 
 /// Runs until the engine is dropped (the task is aborted then).
 pub(crate) async fn run(shared: Arc<Shared>, first: PubSub, ping_every: Duration) {
@@ -102,14 +104,26 @@ async fn serve(
         tokio::select! {
             msg = stream.next() => match msg {
                 Some(msg) => {
-                    let payload = Bytes::copy_from_slice(msg.get_payload_bytes());
-                    shared.notified(msg.get_channel_name(), payload).await;
+                    notified(shared, msg).await;
+                    // Take every notification already received before
+                    // yielding: under load this task waits its turn behind
+                    // every subscriber it woke, and one notification per
+                    // turn would leave the caches ever further behind Redis.
+                    for _ in 0..DRAIN {
+                        match stream.next().now_or_never() {
+                            Some(Some(msg)) => notified(shared, msg).await,
+                            Some(None) => return "connection closed".into(),
+                            None => break,
+                        }
+                    }
                 }
                 None => return "connection closed".into(),
             },
             () = shared.wake.notified() => {}
             _ = ping.tick() => {
-                match timeout(limit, sink.ping::<String>()).await {
+                // Any answer will do: subscribed, Redis answers PING with
+                // ["pong", ""], not "PONG".
+                match timeout(limit, sink.ping::<redis::Value>()).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => return e.to_string(),
                     Err(_) => return "ping timed out".into(),
@@ -117,6 +131,11 @@ async fn serve(
             }
         }
     }
+}
+
+async fn notified(shared: &Shared, msg: redis::Msg) {
+    let payload = Bytes::copy_from_slice(msg.get_payload_bytes());
+    shared.notified(msg.get_channel_name(), payload).await;
 }
 
 /// Brings the SUBSCRIBE state of `channels` in line with the local watchers.

@@ -43,6 +43,30 @@ impl Recent {
         }
     }
 
+    /// The page of a reader already at `after`, past the newest cached id
+    /// (it read Redis ahead of the notifications): nothing new for it yet.
+    pub(crate) fn ahead(&self, after: u64) -> Option<Page> {
+        Some(Page {
+            messages: Vec::new(),
+            origin: self.origin,
+            oldest: self.messages.front()?.id,
+            last: after,
+        })
+    }
+
+    /// Appends `message` only if it is the next id after a non-empty run
+    /// (a message this instance published, known before its notification);
+    /// answers whether it did. An empty cache is left to the notifications,
+    /// which start a run only on the current pub/sub connection.
+    pub(crate) fn follow(&mut self, message: &Arc<Message>, bounds: &herald_bus::Config) -> bool {
+        if self.last().is_none_or(|last| last + 1 != message.id) {
+            return false;
+        }
+        let origin = self.origin;
+        self.push(origin, message.clone(), bounds);
+        true
+    }
+
     pub(crate) fn clear(&mut self) {
         self.messages.clear();
         self.bytes = 0;
@@ -124,6 +148,31 @@ mod tests {
         assert!(r.page(10, 10, 0).is_none(), "older than the run: ask Redis");
         assert!(r.page(15, 10, 0).is_none(), "newer than the run: ask Redis");
         assert!(r.page(13, 10, 101).is_none(), "expired by age");
+    }
+
+    #[test]
+    fn published_messages_only_extend_a_run() {
+        let mut r = Recent::default();
+        assert!(!r.follow(&msg(5, 0), &bounds(10)), "no run to extend");
+        r.push(4, msg(5, 0), &bounds(10));
+        assert!(!r.follow(&msg(5, 0), &bounds(10)), "already cached");
+        assert!(!r.follow(&msg(7, 0), &bounds(10)), "6 is still on its way");
+        assert!(r.follow(&msg(6, 0), &bounds(10)));
+        let p = r.page(4, 10, 0).unwrap();
+        assert_eq!(
+            (p.messages.len(), p.origin, p.oldest, p.last),
+            (2, 4, 5, 6),
+            "keeps the origin the notifications told"
+        );
+    }
+
+    #[test]
+    fn a_reader_past_the_run_is_told_nothing_new() {
+        let mut r = Recent::default();
+        assert!(r.ahead(7).is_none(), "no run, no answer");
+        r.push(4, msg(5, 0), &bounds(10));
+        let p = r.ahead(7).unwrap();
+        assert_eq!((p.messages.len(), p.origin, p.oldest, p.last), (0, 4, 5, 7));
     }
 
     #[test]

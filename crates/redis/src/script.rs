@@ -22,7 +22,9 @@ use redis::Script;
 
 /// Helpers every script starts with.
 const PRELUDE: &str = r#"
-local function num(x) return string.format('%.0f', x) end
+-- A number as an integer's digits ('%d': far cheaper in Redis's Lua than
+-- '%.0f' or tostring, and exact for every id, time and count used here).
+local function num(x) return string.format('%d', x) end
 
 -- The epoch, created with the caller's random candidate if Redis has none
 -- (first start, or a Redis that lost its data).
@@ -94,56 +96,109 @@ end
 
 /// KEYS: epoch, floor, order, then meta and log of each distinct channel.
 /// ARGV: candidate epoch, max messages, max bytes, max age (ms), log expiry
-/// (ms; the metadata lives twice as long, the second half as a tombstone
-/// that keeps the id sequence), clock (ms, or empty for Redis's `TIME`),
-/// channel count `c`, `c` notification
-/// channels, then four per draft: channel number (1-based), json flag,
-/// event, data.
-/// Answers `{epoch, time_ms, order, {ids}}`: the drafts' publish orders are
-/// `order + 1`, `order + 2`, … in draft order.
+/// (ms), metadata expiry (ms, twice the log's: the second half is a
+/// tombstone that keeps the id sequence), clock (ms, or empty for Redis's
+/// `TIME`), channel count `c`, `c` notification channels, then three per
+/// draft: channel number (1-based), `json flag \n event`, data.
+/// Answers one string, `epoch \n time_ms \n order \n id \n id …`, one id
+/// per draft: the drafts' publish orders are `order + 1`, `order + 2`, … in
+/// draft order.
+///
+/// The script is written for Redis's Lua, where every command, number
+/// formatting and table costs thousands of instructions: each channel's
+/// metadata is read once per call and written once, its new messages are
+/// appended with one `RPUSH`, and per message there is the element, its
+/// notification and the trim of what falls out of the bounds. The result is
+/// what storing the drafts one by one would leave (trimming from the front
+/// after each append or once after all of them keeps the same suffix).
 const PUBLISH: &str = r#"
 local epoch = epoch_of(KEYS[1], ARGV[1])
 local max_n, max_bytes = tonumber(ARGV[2]), tonumber(ARGV[3])
-local max_age, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
-local channels = tonumber(ARGV[7])
+local channels = tonumber(ARGV[8])
 local now = now_us()
-local now_ms = clock_ms(ARGV[6], now)
+local now_ms = clock_ms(ARGV[7], now)
+local now_s = num(now_ms)
+local min_time = now_ms - tonumber(ARGV[4])
 local floor = tonumber(redis.call('GET', KEYS[2]) or '0')
-local count = (#ARGV - 7 - channels) / 4
+local raised = false
+local count = (#ARGV - 8 - channels) / 3
 local first = redis.call('INCRBY', KEYS[3], count) - count
-local ids = {}
-local i = 8 + channels
-while i <= #ARGV do
-  local c = tonumber(ARGV[i])
-  local flag, event, data = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local meta, log = KEYS[2 + 2 * c], KEYS[3 + 2 * c]
-  local last = tonumber(redis.call('HGET', meta, 'last') or '0')
-  local id, origin
-  redis.call('HDEL', meta, 'dead')
-  if last == 0 then
-    id = math.max(now, floor + 1)
-    origin = id - 1
-    redis.call('HSET', meta, 'origin', num(origin), 'bytes', '0')
-  else
-    id = last + 1
-    origin = tonumber(redis.call('HGET', meta, 'origin'))
+local order = first
+-- Per channel, read on first use: last id and retained bytes, the head of
+-- its notifications, and the elements to append (the retained count is
+-- what the append answers).
+local state, touched, ids = {}, {}, {}
+for i = 9 + channels, #ARGV, 3 do
+  local c = ARGV[i]
+  local s = state[c]
+  if not s then
+    local k = tonumber(c)
+    local meta, log = KEYS[2 + 2 * k], KEYS[3 + 2 * k]
+    local h = redis.call('HMGET', meta, 'last', 'origin', 'bytes', 'dead')
+    if h[4] then redis.call('HDEL', meta, 'dead') end
+    s = {meta = meta, log = log, notify = ARGV[8 + k], items = {}, last = 0, bytes = 0}
+    if h[1] then
+      s.last, s.bytes = tonumber(h[1]), tonumber(h[3] or '0')
+      s.head = 'm\n' .. epoch .. '\n' .. h[2] .. '\n'
+    end
+    state[c] = s
+    touched[#touched + 1] = s
   end
-  if id > floor then floor = id end
-  local size = #data + #event + 64
-  local element = num(id) .. '\n' .. num(now_ms) .. '\n' .. num(size) .. '\n'
-    .. num(first + #ids + 1) .. '\n' .. flag .. '\n' .. event .. '\n' .. data
-  redis.call('RPUSH', log, element)
-  redis.call('HSET', meta, 'last', num(id))
-  redis.call('HINCRBY', meta, 'bytes', size)
-  prune(meta, log, max_n, max_bytes, now_ms - max_age)
-  redis.call('PEXPIRE', meta, 2 * ttl)
-  redis.call('PEXPIRE', log, ttl)
-  redis.call('PUBLISH', ARGV[7 + c], 'm\n' .. epoch .. '\n' .. num(origin) .. '\n' .. element)
-  ids[#ids + 1] = id
-  i = i + 4
+  local id
+  if s.last == 0 then
+    id = math.max(now, floor + 1)
+    s.origin = num(id - 1)
+    s.head = 'm\n' .. epoch .. '\n' .. s.origin .. '\n'
+  else
+    id = s.last + 1
+  end
+  if id > floor then floor, raised = id, true end
+  local kind, data = ARGV[i + 1], ARGV[i + 2]
+  -- #kind is the event's length plus 2.
+  local size = #data + #kind + 62
+  order = order + 1
+  s.last, s.last_s = id, num(id)
+  local element = s.last_s .. '\n' .. now_s .. '\n' .. num(size) .. '\n' .. num(order)
+    .. '\n' .. kind .. '\n' .. data
+  s.items[#s.items + 1] = element
+  s.bytes = s.bytes + size
+  redis.call('PUBLISH', s.notify, s.head .. element)
+  ids[#ids + 1] = s.last_s
 end
-redis.call('SET', KEYS[2], num(floor))
-return {epoch, now_ms, first, ids}
+for _, s in ipairs(touched) do
+  -- Append in slices (a Lua call takes a bounded number of arguments).
+  for at = 1, #s.items, 1000 do
+    s.n = redis.call('RPUSH', s.log, unpack(s.items, at, math.min(at + 999, #s.items)))
+  end
+  -- Trim from the front: by count and bytes without looking first (LPOP
+  -- answers the element, so its time and size), then by age while the
+  -- front is too old. Times in a log only grow, so once a dropped message
+  -- was young enough the front is too.
+  local young = false
+  while s.n > 0 and (s.n > max_n or s.bytes > max_bytes) do
+    local t, size = string.match(redis.call('LPOP', s.log), '^%d+\n(%d+)\n(%d+)\n')
+    s.n = s.n - 1
+    s.bytes = s.bytes - tonumber(size)
+    young = tonumber(t) >= min_time
+  end
+  while s.n > 0 and not young do
+    local t, size = string.match(redis.call('LINDEX', s.log, 0), '^%d+\n(%d+)\n(%d+)\n')
+    if tonumber(t) >= min_time then break end
+    redis.call('LPOP', s.log)
+    s.n = s.n - 1
+    s.bytes = s.bytes - tonumber(size)
+  end
+  if s.n == 0 then s.bytes = 0 end
+  if s.origin then
+    redis.call('HSET', s.meta, 'last', s.last_s, 'bytes', num(s.bytes), 'origin', s.origin)
+  else
+    redis.call('HSET', s.meta, 'last', s.last_s, 'bytes', num(s.bytes))
+  end
+  redis.call('PEXPIRE', s.meta, ARGV[6])
+  if s.n > 0 then redis.call('PEXPIRE', s.log, ARGV[5]) end
+end
+if raised then redis.call('SET', KEYS[2], num(floor)) end
+return epoch .. '\n' .. now_s .. '\n' .. num(first) .. '\n' .. table.concat(ids, '\n')
 "#;
 
 /// KEYS: epoch, then meta and log of each channel. ARGV: candidate epoch,
@@ -219,16 +274,45 @@ pub(crate) fn candidate_epoch() -> String {
     (rand::random::<u64>() >> 1).to_string()
 }
 
-/// The script arguments of one draft after its channel number.
-pub(crate) fn draft_args(draft: &Draft) -> [&[u8]; 3] {
-    [
-        if draft.payload.is_json() { b"1" } else { b"0" },
-        draft
-            .event
-            .as_ref()
-            .map_or(&b""[..], |e| e.as_str().as_bytes()),
-        draft.payload.bytes(),
-    ]
+/// Writes the `json flag \n event` argument of `draft` into `buf`
+/// (cleared first): the part of a stored message between its order and its
+/// data.
+pub(crate) fn draft_kind(draft: &Draft, buf: &mut Vec<u8>) {
+    buf.clear();
+    buf.push(if draft.payload.is_json() { b'1' } else { b'0' });
+    buf.push(b'\n');
+    if let Some(event) = &draft.event {
+        buf.extend_from_slice(event.as_str().as_bytes());
+    }
+}
+
+/// What the publish script answers: the epoch, the time stamped on the
+/// messages, the publish order before the first of them, and each draft's
+/// id.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Stored {
+    pub(crate) epoch: String,
+    pub(crate) time: u64,
+    pub(crate) first: u64,
+    pub(crate) ids: Vec<u64>,
+}
+
+/// Decodes the publish script's answer (`epoch \n time \n order \n id …`).
+pub(crate) fn decode_stored(reply: &[u8]) -> Result<Stored, String> {
+    let mut fields = reply.split(|&b| b == b'\n');
+    let mut next = || fields.next().ok_or("truncated publish answer");
+    let epoch = std::str::from_utf8(next()?)
+        .map_err(|_| "the epoch is not text")?
+        .to_string();
+    let time = number(next()?)?;
+    let first = number(next()?)?;
+    let ids = fields.map(number).collect::<Result<_, _>>()?;
+    Ok(Stored {
+        epoch,
+        time,
+        first,
+        ids,
+    })
 }
 
 /// What a notification says.
@@ -356,5 +440,20 @@ mod tests {
             Ok(Notification::Deleted { epoch: 42 })
         ));
         assert!(decode_message(&ch, Bytes::from_static(b"7\n1\n"), 1).is_err());
+    }
+
+    #[test]
+    fn decodes_the_publish_answer() {
+        assert_eq!(
+            decode_stored(b"42\n1700000000000\n9\n100\n7"),
+            Ok(Stored {
+                epoch: "42".into(),
+                time: 1_700_000_000_000,
+                first: 9,
+                ids: vec![100, 7],
+            })
+        );
+        assert!(decode_stored(b"42\n1700000000000").is_err());
+        assert!(decode_stored(b"42\n1700000000000\n9\n10x").is_err());
     }
 }

@@ -393,14 +393,19 @@ async fn channels_merge_in_publish_order_across_instances() {
 
 /// Script calls Redis ran since the last `CONFIG RESETSTAT`.
 fn script_calls(redis: &RedisServer) -> u64 {
+    command_calls(redis, "evalsha") + command_calls(redis, "eval")
+}
+
+/// Calls of Redis command `name` (scripts' own calls included) since the
+/// last `CONFIG RESETSTAT`.
+fn command_calls(redis: &RedisServer, name: &str) -> u64 {
+    let prefix = format!("cmdstat_{name}:calls=");
     redis
         .command(&["INFO", "commandstats"])
         .iter()
         .flat_map(|text| text.lines())
-        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
         .filter_map(|l| {
-            l.split("calls=")
-                .nth(1)?
+            l.strip_prefix(&prefix)?
                 .split(',')
                 .next()?
                 .parse::<u64>()
@@ -425,4 +430,218 @@ async fn a_subscription_reads_its_channels_in_one_script_call() {
     // epoch check), not one per channel.
     let calls = script_calls(&redis);
     assert!((2..=3).contains(&calls), "{calls} script calls");
+}
+
+/// Pub/sub connections subscribed to some channel (one per instance with
+/// subscribers).
+fn subscribed_instances(redis: &RedisServer) -> usize {
+    redis.command(&["CLIENT", "LIST", "TYPE", "pubsub"])[0]
+        .lines()
+        .filter(|l| !l.contains(" sub=0 "))
+        .count()
+}
+
+/// An engine that checks Redis only once a minute, so that the monitor's
+/// own script calls stay out of a count.
+async fn quiet_engine(redis: &RedisServer) -> RedisEngine {
+    let config = Config {
+        url: redis.url(),
+        check_interval: Duration::from_secs(60),
+        ..Config::default()
+    };
+    RedisEngine::connect(&config, default_bounds())
+        .await
+        .expect("connect")
+}
+
+/// Publishes queued while a call is in flight go out together in the next
+/// one: of twenty publishes at once the first goes alone and the nineteen
+/// queued behind it share the next call (two script calls, not twenty), and
+/// each still gets its own messages, ids following the queue order.
+#[tokio::test]
+async fn concurrent_publishes_share_one_script_call() {
+    let Some(redis) = redis() else { return };
+    let bus = Bus::new(quiet_engine(&redis).await);
+    let (c, d) = (ch("c"), ch("d"));
+    publish(&bus, &c, "warm-up").await;
+    redis.command(&["CONFIG", "RESETSTAT"]);
+    let sends = (0..20).map(|i| {
+        let to = if i % 4 == 3 { &d } else { &c };
+        let drafts = vec![draft(to, &format!("{i}a")), draft(to, &format!("{i}b"))];
+        bus.publish(drafts)
+    });
+    let answers = futures::future::join_all(sends).await;
+    // The publish script runs INCRBY once per call (the monitor's epoch
+    // check, also a script, does not).
+    assert_eq!(
+        command_calls(&redis, "incrby"),
+        2,
+        "two script calls for 20 publishes"
+    );
+    let mut on_c = Vec::new();
+    for (i, answer) in answers.into_iter().enumerate() {
+        let got: Vec<Arc<Message>> = answer.unwrap().into_iter().map(|p| p.message).collect();
+        assert_eq!(
+            data(&got),
+            [format!("{i}a"), format!("{i}b")],
+            "its own messages"
+        );
+        assert_consecutive(&got);
+        if i % 4 != 3 {
+            on_c.extend(got);
+        }
+    }
+    assert_consecutive(&on_c);
+    let read = bus
+        .read(std::slice::from_ref(&c), &Start::Last(100), 100)
+        .await
+        .unwrap();
+    assert_eq!(data(&read.messages)[1..], data(&on_c)[..]);
+}
+
+/// A message this instance publishes goes into its cache and wakes its
+/// subscribers as soon as Redis answers the publish: they never read it
+/// back from Redis, even when its notification comes later.
+#[tokio::test]
+async fn subscribers_on_the_publishing_instance_never_read_redis() {
+    let Some(redis) = redis() else { return };
+    let bus = Bus::new(quiet_engine(&redis).await);
+    let c = ch("c");
+    let mut sub = bus
+        .subscribe(std::slice::from_ref(&c), &Start::Now)
+        .await
+        .unwrap();
+    wait_until("the instance subscribed", || {
+        subscribed_instances(&redis) == 1
+    })
+    .await;
+    publish(&bus, &c, "first").await;
+    assert_eq!(data(&collect(&mut sub, 1).await), ["first"]);
+
+    redis.command(&["CONFIG", "RESETSTAT"]);
+    let mut got = Vec::new();
+    for round in 0..50 {
+        let sends = (0..3).map(|i| bus.publish(vec![draft(&c, &format!("{round}.{i}"))]));
+        for answer in futures::future::join_all(sends).await {
+            answer.unwrap();
+        }
+        got.extend(collect(&mut sub, 3).await);
+    }
+    assert_eq!(got.len(), 150);
+    assert_consecutive(&got);
+    // The read script asks for each channel's `last` with HGET; the
+    // publish script does not use HGET.
+    assert_eq!(command_calls(&redis, "hget"), 0, "no read reached Redis");
+}
+
+/// Two instances publish to one channel at once while subscribers on both
+/// read: messages reach each instance's cache both from its own publishes'
+/// answers and from notifications, and every subscriber gets every message
+/// once, in id order, with no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_from_both_instances_at_once_reach_every_subscriber_once_in_order() {
+    let Some(redis) = redis() else { return };
+    let (a, b) = (
+        bus(&redis, default_bounds()).await,
+        bus(&redis, default_bounds()).await,
+    );
+    let c = ch("c");
+    let per_instance = 300;
+    let mut readers = Vec::new();
+    for on in [&a, &a, &b, &b] {
+        let mut sub = on
+            .subscribe(std::slice::from_ref(&c), &Start::Now)
+            .await
+            .unwrap();
+        readers.push(tokio::spawn(async move {
+            collect(&mut sub, 2 * per_instance).await
+        }));
+    }
+    wait_until("both instances subscribed", || {
+        subscribed_instances(&redis) == 2
+    })
+    .await;
+    let mut writers = Vec::new();
+    for (name, on) in [("a", a.clone()), ("b", b.clone())] {
+        let c = c.clone();
+        writers.push(tokio::spawn(async move {
+            // Four publishers per instance, so that calls carry several.
+            let sends = (0..4).map(|p| {
+                let (on, c) = (on.clone(), c.clone());
+                async move {
+                    for i in (p..per_instance).step_by(4) {
+                        publish(&on, &c, &format!("{name}{i}")).await;
+                    }
+                }
+            });
+            futures::future::join_all(sends).await;
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let mut seen = None;
+    for r in readers {
+        let got = r.await.unwrap();
+        assert_eq!(got.len(), 2 * per_instance);
+        assert_consecutive(&got);
+        let got = data(&got);
+        for name in ["a", "b"] {
+            for p in 0..4 {
+                let one: Vec<&String> = got
+                    .iter()
+                    .filter(|d| {
+                        d.strip_prefix(name)
+                            .and_then(|n| n.parse::<usize>().ok())
+                            .is_some_and(|n| n % 4 == p)
+                    })
+                    .collect();
+                let want: Vec<String> = (p..per_instance)
+                    .step_by(4)
+                    .map(|i| format!("{name}{i}"))
+                    .collect();
+                assert_eq!(
+                    one,
+                    want.iter().collect::<Vec<_>>(),
+                    "each publisher's order"
+                );
+            }
+        }
+        match &seen {
+            None => seen = Some(got),
+            Some(first) => assert_eq!(first, &got, "one order on both instances"),
+        }
+    }
+}
+
+/// The pub/sub connection is pinged every check interval; while it is
+/// subscribed Redis answers `["pong", ""]`, which must count as alive (taken
+/// for a failure, it dropped the connection, every cache and every
+/// subscriber's position in the cache at every check).
+#[tokio::test]
+async fn a_subscribed_pub_sub_connection_survives_its_pings() {
+    let Some(redis) = redis() else { return };
+    let bus = bus(&redis, default_bounds()).await;
+    let c = ch("c");
+    let _sub = bus
+        .subscribe(std::slice::from_ref(&c), &Start::Now)
+        .await
+        .unwrap();
+    wait_until("the instance subscribed", || {
+        subscribed_instances(&redis) == 1
+    })
+    .await;
+    // Connections Redis accepted so far (each of these questions is one).
+    let connections = || -> u64 {
+        redis.command(&["INFO", "stats"])[0]
+            .lines()
+            .find_map(|l| l.strip_prefix("total_connections_received:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap()
+    };
+    let before = connections();
+    // Five check intervals (100 ms in these tests).
+    sleep(Duration::from_millis(500)).await;
+    assert_eq!(connections(), before + 1, "no reconnection");
+    assert_eq!(bus.health(), Health::Up);
 }
