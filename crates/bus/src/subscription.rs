@@ -443,11 +443,11 @@ impl Subscription {
                 self.settle(pos);
                 let cursor = self.cursor();
                 return self
-                    .poll(limit)
+                    .read_boxed(limit)
                     .await
                     .unwrap_or_else(|_| Batch::unchanged(cursor));
             }
-            match self.poll(limit).await {
+            match self.read_boxed(limit).await {
                 Ok(batch) if !batch.is_empty() => return batch,
                 Ok(_) if self.attach() => {}
                 Ok(_) => self.wait().await,
@@ -458,6 +458,18 @@ impl Subscription {
                 }
             }
         }
+    }
+
+    /// [`poll`](Subscription::poll), on the heap: a read's state is large
+    /// (engine futures, pages) and a subscription that waits holds its
+    /// `next` future for as long as it waits, so that state is only
+    /// allocated while a read is under way, not carried by every idle
+    /// subscriber.
+    fn read_boxed(
+        &mut self,
+        limit: usize,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Batch, Error>> + Send + '_>> {
+        Box::pin(self.poll(limit))
     }
 
     /// Reads what is there now, without waiting (the batch may be empty).

@@ -8,8 +8,12 @@
 //! while the response is written. Ordering, replay and gaps are the bus's
 //! business; this file only decides when to answer.
 
-use herald_bus::Batch;
-use herald_http::{Body, Context, Error, Query, Transport, authorize, batch_json, channels, json};
+use std::time::Duration;
+
+use herald_bus::{Batch, Subscription};
+use herald_http::{
+    Body, Context, Error, Query, Session, Transport, authorize, batch_json, channels, json,
+};
 use http::{Request, Response, StatusCode};
 
 use crate::Config;
@@ -30,13 +34,19 @@ impl LongPoll {
     /// Answers `GET /longpoll/{channels}`; `list` is the `{channels}`
     /// segment. Resolves when there is something to say, when the hold
     /// ends or when the server starts draining; errors are JSON responses.
-    pub async fn handle<B>(&self, req: &Request<B>, list: &str) -> Response<Body> {
-        self.respond(req, list)
-            .await
-            .unwrap_or_else(Error::into_response)
+    /// The request is dropped once it is checked: a poll held for a minute
+    /// does not keep its headers.
+    pub async fn handle<B>(&self, req: Request<B>, list: &str) -> Response<Body> {
+        let held = self.prepare(&req, list).await;
+        drop(req);
+        match held {
+            Ok(held) => self.hold(held).await,
+            Err(e) => e.into_response(),
+        }
     }
 
-    async fn respond<B>(&self, req: &Request<B>, list: &str) -> Result<Response<Body>, Error> {
+    /// Checks the request and subscribes: everything that needs it.
+    async fn prepare<B>(&self, req: &Request<B>, list: &str) -> Result<Held, Error> {
         let limits = &self.ctx.limits;
         let channels = channels(list, limits)?;
         let query = Query::parse(req.uri().query());
@@ -47,11 +57,21 @@ impl LongPoll {
         let hold = grant.remaining().map_or(hold, |left| hold.min(left));
         // Subscribing registers the watches before the start position is
         // resolved, so nothing published from here on can slip past.
-        let mut sub = self
+        let sub = self
             .ctx
             .setup(self.ctx.bus.subscribe(&channels, &start))
             .await?;
-        let mut session = self.ctx.stats.session(Transport::LongPoll, channels.len());
+        let session = self.ctx.stats.session(Transport::LongPoll, channels.len());
+        Ok(Held { sub, hold, session })
+    }
+
+    async fn hold(&self, held: Held) -> Response<Body> {
+        let Held {
+            mut sub,
+            hold,
+            mut session,
+        } = held;
+        let limits = &self.ctx.limits;
         let batch = tokio::select! {
             // Polled first: what is already retained answers at once, even
             // while draining.
@@ -72,8 +92,15 @@ impl LongPoll {
         let body = batch_json(&batch);
         session.batch(&batch);
         session.bytes(body.len());
-        Ok(json(StatusCode::OK, body))
+        json(StatusCode::OK, body)
     }
+}
+
+/// A checked long poll, ready to wait.
+struct Held {
+    sub: Subscription,
+    hold: Duration,
+    session: Session,
 }
 
 /// The answer when the hold ends without news: no messages and the
@@ -126,7 +153,7 @@ mod tests {
             .next()
             .unwrap();
         let t = Instant::now();
-        let res = lp.handle(&req, list).await;
+        let res = lp.handle(req, list).await;
         let took = t.elapsed();
         let status = res.status();
         assert_eq!(res.headers()["cache-control"], "no-store");

@@ -423,6 +423,9 @@ impl Out<'_> {
             return self.write(&out).await;
         }
         let mut out = head(close || self.stop.is_cancelled());
+        // The head is written from here on: a stream held for hours does
+        // not keep its header map.
+        drop(parts);
         let mut first = body.frame().now_or_never();
         if first.is_none() {
             self.write(&out).await?;

@@ -61,7 +61,7 @@ impl Public {
             }
             Ok(Route::LongPoll(list)) => {
                 let n = list.len();
-                Box::pin(async move { self.longpoll.handle(&req, tail(&uri, n)).await })
+                Box::pin(async move { self.longpoll.handle(req, tail(&uri, n)).await })
             }
             Ok(Route::Sse(list)) => {
                 let n = list.len();

@@ -166,14 +166,15 @@ struct Connection<S> {
 /// first (the `subscribed` frame of `/ws/{channels}`); `fresh` names the
 /// channels `sub` was created with; `access` is what the handshake's
 /// credentials were granted.
-pub(crate) async fn serve<S>(
+pub(crate) fn serve<S>(
     ws: WebSocketStream<Port<S>>,
     mut sub: Subscription,
     greeting: Option<Bytes>,
     ctx: Context,
     config: Arc<Config>,
     access: Access,
-) where
+) -> impl Future<Output = ()>
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let fresh = sub.channels().cloned().collect();
@@ -182,7 +183,7 @@ pub(crate) async fn serve<S>(
     // While the connection waits with everything written, the publishing
     // task writes its messages straight to the socket.
     sub.deliver_through(ws.get_ref().outlet(session.tally()));
-    let mut c = Connection {
+    let c = Connection {
         ws,
         sub,
         ctx,
@@ -201,22 +202,30 @@ pub(crate) async fn serve<S>(
         session,
         access,
     };
-    let end = match greeting {
-        Some(g) => match c.reply(g) {
-            Ok(()) => c.run().await,
-            Err(end) => end,
-        },
-        None => c.run().await,
-    };
-    tracing::debug!(?end, "websocket connection ends");
-    end.record(&mut c.session);
-    c.finish(end).await;
+    // Built here, not in an async fn, so that the connection's state is
+    // stored once (an async fn keeps its arguments for its whole life).
+    c.life(greeting)
 }
 
 impl<S> Connection<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    /// Sends `greeting` (the `subscribed` frame of `/ws/{channels}`), serves
+    /// the connection until it ends, then closes it.
+    async fn life(mut self, greeting: Option<Bytes>) {
+        let end = match greeting {
+            Some(g) => match self.reply(g) {
+                Ok(()) => self.run().await,
+                Err(end) => end,
+            },
+            None => self.run().await,
+        };
+        tracing::debug!(?end, "websocket connection ends");
+        end.record(&mut self.session);
+        Box::pin(self.finish(end)).await;
+    }
+
     async fn run(&mut self) -> End {
         let every = self.config.ping_interval;
         let mut ping = interval_at(Instant::now() + every, every);
@@ -317,7 +326,12 @@ where
                     }
                     Ok(())
                 }
-                Event::Read(Some(Ok(m))) => self.on_message(m).await,
+                Event::Read(Some(Ok(m))) => {
+                    // On the heap: a client frame may start an engine read
+                    // or an authorization call, whose state every idle
+                    // connection would otherwise carry.
+                    Box::pin(self.on_message(m)).await
+                }
                 Event::Batch(batch) => self.deliver(batch),
                 Event::Auth(Due::Expired) => {
                     // Paused: nothing more is delivered, by this task or by

@@ -29,9 +29,10 @@ use tokio_util::task::TaskTracker;
 use crate::{Config, access::Access, connection, frame, port::Port};
 
 /// Bytes read from the socket at a time, allocated up front per connection.
-/// Client frames are small JSON objects, and an idle connection should cost
-/// little; a larger frame (up to `max_frame`) grows the buffer as needed.
-const READ_BUFFER: usize = 1024;
+/// Client frames are small JSON objects (a subscribe frame is well under
+/// this), and an idle connection should cost little; a larger frame (up to
+/// `max_frame`) grows the buffer as needed.
+const READ_BUFFER: usize = 256;
 
 /// Frames are gathered up to this many bytes before a socket write, so that
 /// a batch of small messages leaves in a few writes. The buffer keeps its
@@ -117,7 +118,11 @@ impl Ws {
             .write_buffer_size(WRITE_BUFFER)
             .max_message_size(Some(config.max_frame))
             .max_frame_size(Some(config.max_frame));
-        self.tasks.spawn(async move {
+        // What the connection starts with waits on the heap while the
+        // upgrade completes: a task's captures stay in its state for its
+        // whole life, moved out or not.
+        let start = Box::new((sub, greeting, ctx, config, access));
+        let fut = async move {
             let upgraded = match on_upgrade.await {
                 Ok(u) => u,
                 Err(e) => {
@@ -131,9 +136,11 @@ impl Ws {
                 Some(ws_config),
             )
             .await;
+            let (sub, greeting, ctx, config, access) = *start;
             connection::serve(ws, sub, greeting, ctx, config, access).await;
             drop(permit);
-        });
+        };
+        self.tasks.spawn(fut);
         let mut res = Response::new(empty());
         *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let h = res.headers_mut();
