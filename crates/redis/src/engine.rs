@@ -25,8 +25,8 @@ use std::{
 use bytes::Bytes;
 use futures::{FutureExt, future::BoxFuture};
 use herald_bus::{
-    ChannelInfo, ChannelName, Draft, Engine, Error as BusError, Health, Message, Page, Signal,
-    Watch,
+    ChannelInfo, ChannelName, Draft, Engine, Error as BusError, Health, Message, Page, Signal, Tap,
+    Taps, Watch,
 };
 use redis::{
     Client, ErrorKind, RedisError, ServerErrorKind,
@@ -97,6 +97,10 @@ pub(crate) struct Shared {
 /// One locally watched channel.
 struct Local {
     tx: watch::Sender<Signal>,
+    /// Local subscribers that take the next cached message from the task
+    /// that caches it (herald-bus's taps): offered each message in cache
+    /// order, once the map's lock is released.
+    taps: Arc<Taps>,
     /// Live watches (the channel's local subscriber count).
     watchers: usize,
     recent: Recent,
@@ -246,6 +250,10 @@ impl Engine for RedisEngine {
 
     fn watch(&self, channel: &ChannelName) -> Watch {
         self.shared().watch(channel)
+    }
+
+    fn attach(&self, channel: &ChannelName, tap: &Arc<Tap>, pos: u64) -> bool {
+        self.shared().attach(channel, tap, pos)
     }
 
     fn info<'a>(
@@ -517,6 +525,7 @@ impl Shared {
     /// id is noted for [`Shared::cached`], which sends reads to Redis until
     /// the notifications have caught up.
     fn published(&self, messages: &[Arc<Message>]) {
+        let mut cached: Vec<(Arc<Taps>, Vec<Arc<Message>>)> = Vec::new();
         let mut map = self.lock();
         for m in messages {
             if let Some(local) = map.get_mut(&m.channel) {
@@ -527,8 +536,16 @@ impl Shared {
                         last: m.id,
                         gone: false,
                     });
+                    match cached.iter_mut().find(|(t, _)| Arc::ptr_eq(t, &local.taps)) {
+                        Some((_, run)) => run.push(m.clone()),
+                        None => cached.push((local.taps.clone(), vec![m.clone()])),
+                    }
                 }
             }
+        }
+        drop(map);
+        for (taps, run) in cached {
+            taps.offer(&run);
         }
     }
 
@@ -626,6 +643,7 @@ impl Shared {
             self.wake.notify_one();
             Local {
                 tx: watch::Sender::new(Signal::default()),
+                taps: Arc::default(),
                 watchers: 0,
                 recent: Recent::default(),
                 published: 0,
@@ -638,6 +656,21 @@ impl Shared {
             channel: channel.clone(),
         };
         Watch::new(local.tx.subscribe(), Some(Box::new(guard)))
+    }
+
+    /// Attaches `tap` if this instance's cache of `channel` ends at `pos`:
+    /// every later message reaches the cache in order, and is offered to
+    /// the tap there.
+    fn attach(&self, channel: &ChannelName, tap: &Arc<Tap>, pos: u64) -> bool {
+        let map = self.lock();
+        let Some(local) = map.get(channel) else {
+            return false;
+        };
+        if local.recent.last() != Some(pos) || local.published > pos {
+            return false;
+        }
+        local.taps.attach(tap.clone());
+        true
     }
 
     fn release(&self, channel: &ChannelName) {
@@ -717,6 +750,9 @@ impl Shared {
                     last: message.id,
                     gone: false,
                 });
+                let taps = local.taps.clone();
+                drop(map);
+                taps.offer(std::slice::from_ref(message));
                 None
             }
         }
@@ -746,6 +782,7 @@ impl Shared {
             }
         }
         let id = message.id;
+        let newest = message.clone();
         if local.recent.last().is_none_or(|last| last < id) {
             local.recent.push(origin, message, &self.bounds);
         }
@@ -753,6 +790,16 @@ impl Shared {
             last: id,
             gone: false,
         });
+        // The taps take what they can of the run, in order; one that is
+        // not at its start (the cache restarted) lets go, and its
+        // subscriber reads.
+        let run = local
+            .recent
+            .page(after, usize::MAX, 0)
+            .map_or_else(|| vec![newest], |p| p.messages);
+        let taps = local.taps.clone();
+        drop(map);
+        taps.offer(&run);
     }
 
     /// The channel was deleted: tell its watchers (their sender is dropped,
@@ -766,6 +813,7 @@ impl Shared {
         local.known = 0;
         let old = std::mem::replace(&mut local.tx, watch::Sender::new(Signal::default()));
         old.send_modify(|s| s.gone = true);
+        local.taps.release();
     }
 
     /// Refreshes the expiry of the metadata of watched channels, so that a

@@ -645,3 +645,41 @@ async fn a_subscribed_pub_sub_connection_survives_its_pings() {
     assert_eq!(connections(), before + 1, "no reconnection");
     assert_eq!(bus.health(), Health::Up);
 }
+
+/// Records what the publishing side wrote to it; takes everything.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<u64>>);
+
+impl herald_bus::Outlet for Recorder {
+    fn send(&self, m: &Arc<Message>) -> herald_bus::Sent {
+        self.0.lock().unwrap().push(m.id);
+        herald_bus::Sent::All
+    }
+}
+
+#[tokio::test]
+async fn a_caught_up_subscriber_is_written_to_as_messages_reach_the_cache() {
+    let Some(redis) = redis() else { return };
+    let (a, b, c, mut sub) = two_instances_and_a_subscriber(&redis).await;
+    let outlet = Arc::new(Recorder::default());
+    sub.deliver_through(outlet.clone());
+    // Caught up: the subscription hands the channel to the engine and waits.
+    let waiting = tokio::spawn(async move {
+        let batch = sub.next(1000).await;
+        (sub, batch)
+    });
+    sleep(Duration::from_millis(100)).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(publish(&a, &c, &format!("a{i}")).await.id);
+        // From the subscriber's own instance too.
+        ids.push(publish(&b, &c, &format!("b{i}")).await.id);
+    }
+    wait_until("every message written through the outlet", || {
+        outlet.0.lock().unwrap().len() == ids.len()
+    })
+    .await;
+    assert_eq!(*outlet.0.lock().unwrap(), ids, "once each, in order");
+    assert!(!waiting.is_finished(), "nothing was left for the task");
+    waiting.abort();
+}
