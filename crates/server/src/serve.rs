@@ -13,7 +13,9 @@
 //! finish (HTTP/1.1 responses then say `connection: close`); long-lived
 //! responses end because their transports watch the shutdown token (see
 //! `Herald::shutdown`). Upgraded WebSocket connections are tracked by the
-//! transport's task tracker, not by this module. What it leaves out: the
+//! transport's task tracker, not by this module. The send deadline of
+//! hyper's connections is stall.rs's watchdog, selected on here next to
+//! the connection (as the drain and the idle limit are). What it leaves out: the
 //! listen backlog (binary.rs binds the listeners) and reading a client
 //! address from proxy headers (the per-address cap counts peers).
 
@@ -51,6 +53,7 @@ use tower::{ServiceExt, service_fn, util::BoxCloneSyncService};
 use crate::{
     lean::{self, Lean, Outcome},
     rewind::Rewind,
+    stall::{Watchdog, Watched},
 };
 
 /// The largest request head, on both paths.
@@ -72,6 +75,7 @@ enum Ended<R> {
     Done(R),
     Draining,
     Idle,
+    Stalled,
 }
 
 /// Idle time before the kernel starts probing a silent peer, and the
@@ -161,7 +165,7 @@ pub(crate) async fn accept(
         tune(&stream, limits.send_timeout);
         let (builder, service, lean, stop) =
             (builder.clone(), service.clone(), lean.clone(), stop.clone());
-        let idle_timeout = limits.idle_timeout;
+        let (idle_timeout, send_timeout) = (limits.idle_timeout, limits.send_timeout);
         // Tracked from the start, so that a drain waits for connections
         // that are still on the lean path.
         tracker.spawn(async move {
@@ -173,7 +177,8 @@ pub(crate) async fn accept(
                 None => (stream, Bytes::new()),
             };
             let activity = Arc::new(Activity::default());
-            let service = carrying(service, permit, activity.clone(), stop.clone());
+            let dog = Watchdog::new(send_timeout);
+            let service = carrying(service, permit, activity.clone(), dog.clone(), stop.clone());
             let conn = builder.serve_connection_with_upgrades(
                 TokioIo::new(Rewind::new(stream, prefix)),
                 TowerToHyperService::new(service),
@@ -183,12 +188,18 @@ pub(crate) async fn accept(
                 r = conn.as_mut() => Ended::Done(r),
                 () = stop.cancelled() => Ended::Draining,
                 () = activity.idle(idle_timeout) => Ended::Idle,
+                () = dog.stalled() => Ended::Stalled,
             };
             let result = match ended {
                 Ended::Done(r) => r,
                 Ended::Draining => {
                     conn.as_mut().graceful_shutdown();
-                    conn.await
+                    // A stream stuck behind a closed window would hold the
+                    // drain until its timeout.
+                    tokio::select! {
+                        r = conn => r,
+                        () = dog.stalled() => stalled(peer),
+                    }
                 }
                 Ended::Idle => {
                     // Nothing is in progress: HTTP/2's goodbye needs one
@@ -199,12 +210,20 @@ pub(crate) async fn accept(
                         .await
                         .unwrap_or(Ok(()))
                 }
+                Ended::Stalled => stalled(peer),
             };
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
+}
+
+/// A connection whose peer took no bytes owed to it for the send timeout:
+/// dropping it closes the socket and frees what hyper buffered for it.
+fn stalled<E>(peer: std::net::SocketAddr) -> Result<(), E> {
+    tracing::debug!(%peer, "connection closed: the peer took nothing for the send timeout");
+    Ok(())
 }
 
 /// Socket options of an accepted connection: no Nagle delay; keep-alive
@@ -322,13 +341,15 @@ async fn refuse(mut stream: TcpStream, answer: &[u8]) {
 
 /// `service`, with the connection's permit in every request's extensions
 /// (a WebSocket upgrade takes it along), each request counted as activity
-/// until its response body is dropped, and `connection: close` on HTTP/1.1
+/// until its response body is dropped, each response body watched by the
+/// connection's send deadline, and `connection: close` on HTTP/1.1
 /// responses made once the drain has begun (hyper closes the connection
 /// after them, and says so only when it is not already writing one).
 fn carrying(
     service: BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible>,
     permit: ConnectionPermit,
     activity: Arc<Activity>,
+    dog: Arc<Watchdog>,
     stop: CancellationToken,
 ) -> BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible> {
     BoxCloneSyncService::new(service_fn(move |mut req: Request<Incoming>| {
@@ -336,14 +357,19 @@ fn carrying(
         let busy = activity.begin();
         let http1 = req.version() == Version::HTTP_11;
         let answer = service.clone().oneshot(req);
-        let stop = stop.clone();
+        let (stop, dog) = (stop.clone(), dog.clone());
         async move {
             let mut res = answer.await?;
             if http1 && stop.is_cancelled() && res.status() != StatusCode::SWITCHING_PROTOCOLS {
                 res.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            Ok(res.map(|body| Body::new(Counted { body, _busy: busy })))
+            Ok(res.map(|body| {
+                Body::new(Counted {
+                    body: dog.watch(body),
+                    _busy: busy,
+                })
+            }))
         }
     }))
 }
@@ -351,7 +377,7 @@ fn carrying(
 /// A response body that keeps its request counted as in progress until
 /// it is dropped; otherwise the body itself, length included.
 struct Counted {
-    body: Body,
+    body: Watched,
     _busy: Busy,
 }
 
