@@ -137,6 +137,11 @@ pub(crate) async fn accept(
     });
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let refusal = overloaded();
+    // Linux copies these options from the listener to every socket it
+    // accepts: set once here, they cost a storm of ten thousand connects
+    // no system call per accept.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    tune(socket2::SockRef::from(&listener), limits.send_timeout);
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -162,7 +167,8 @@ pub(crate) async fn accept(
             }
             continue;
         };
-        tune(&stream, limits.send_timeout);
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        tune(socket2::SockRef::from(&stream), limits.send_timeout);
         let (builder, service, lean, stop) =
             (builder.clone(), service.clone(), lean.clone(), stop.clone());
         let (idle_timeout, send_timeout) = (limits.idle_timeout, limits.send_timeout);
@@ -226,13 +232,15 @@ fn stalled<E>(peer: std::net::SocketAddr) -> Result<(), E> {
     Ok(())
 }
 
-/// Socket options of an accepted connection: no Nagle delay; keep-alive
-/// probes, so that a peer that vanished is noticed on an idle connection;
-/// and on Linux a user timeout, so that data the peer never acknowledges
-/// (a zero window included) ends the connection after `send_timeout`.
-fn tune(stream: &TcpStream, send_timeout: Duration) {
-    let _ = stream.set_nodelay(true);
-    let socket = socket2::SockRef::from(stream);
+/// Socket options of an accepted connection (set on the listener where
+/// accepted sockets inherit them): no Nagle delay; keep-alive probes, so
+/// that a peer that vanished is noticed on an idle connection; and on
+/// Linux a user timeout, so that data the peer never acknowledges (a zero
+/// window included) ends the connection after `send_timeout`.
+fn tune(socket: socket2::SockRef<'_>, send_timeout: Duration) {
+    if let Err(e) = socket.set_tcp_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
     let keepalive = socket2::TcpKeepalive::new()
         .with_time(KEEPALIVE_TIME)
         .with_interval(KEEPALIVE_INTERVAL);
@@ -470,13 +478,19 @@ mod tests {
     #[tokio::test]
     async fn accepted_sockets_get_keepalive_and_the_user_timeout() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // Where the listener passes them on (Linux), they are set there.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        tune(socket2::SockRef::from(&listener), Duration::from_secs(7));
         let _client = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (accepted, _) = listener.accept().await.unwrap();
-        tune(&accepted, Duration::from_secs(7));
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        tune(socket2::SockRef::from(&accepted), Duration::from_secs(7));
         let socket = socket2::SockRef::from(&accepted);
+        assert!(socket.tcp_nodelay().unwrap());
         assert!(socket.keepalive().unwrap());
+        assert_eq!(socket.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
         assert_eq!(socket.tcp_keepalive_time().unwrap(), KEEPALIVE_TIME);
         #[cfg(any(target_os = "linux", target_os = "android"))]
         assert_eq!(
