@@ -2,7 +2,9 @@
 //! clients, each at its limit. Connection caps (WebSockets included, per
 //! address) answer 503 `overloaded` at once; a reader that stops reading is
 //! closed after the send timeout without the server buffering what it did
-//! not read; idle HTTP/2 connections are closed; a drain says
+//! not read, and so is an HTTP/2 reader that answers pings but never opens
+//! its stream's window (while a reader on another connection keeps
+//! receiving); idle HTTP/2 connections are closed; a drain says
 //! `connection: close` and spreads the ends of held requests; the internal
 //! listener refuses what a browser page would send; the listen backlog is
 //! the configured one.
@@ -155,6 +157,87 @@ async fn a_reader_that_stops_reading_is_closed_after_the_send_timeout() {
         "resident memory grew by {grown} bytes for {PUBLISHED} published"
     );
     drop(stalled);
+}
+
+/// An HTTP/2 connection (cleartext, prior knowledge) whose streams may
+/// receive at most `window` bytes before the client opens their window;
+/// the client answers pings and settings on its own task, which ends when
+/// the server closes the connection.
+async fn http2(
+    addr: std::net::SocketAddr,
+    window: u32,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (send, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(window)
+            .handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .expect("an HTTP/2 handshake");
+    (send, tokio::spawn(conn))
+}
+
+/// Sends `GET path` on an HTTP/2 connection; answers the response, whose
+/// body has not been read.
+async fn h2_get(
+    send: &mut hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    path: &str,
+) -> http::Response<hyper::body::Incoming> {
+    let req = http::Request::get(format!("http://x{path}"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let res = send.send_request(req).await.expect("a response");
+    assert_eq!(res.status(), 200);
+    res
+}
+
+#[tokio::test]
+async fn an_http2_reader_that_never_opens_its_window_is_closed_after_the_send_timeout() {
+    use http_body_util::BodyExt;
+    let s = Server::start(&["--send-timeout", "2"]).await;
+    let chunk = "x".repeat(60 * 1024);
+    for _ in 0..16 {
+        s.publish("c", &chunk).await;
+    }
+    // A reader that keeps its connection alive (its task answers pings)
+    // but never reads, so its stream's window stays at 1 KiB.
+    let (mut stalled, stalled_conn) = http2(s.public, 1024).await;
+    let started = Instant::now();
+    let _held = h2_get(&mut stalled, "/sse/c?last=100").await;
+    // A reader on another connection of the same server, reading.
+    let (mut reading, _reading_conn) = http2(s.public, 1024 * 1024).await;
+    let mut body = h2_get(&mut reading, "/sse/c").await.into_body();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                let _ = tx.send(String::from_utf8_lossy(&data).into_owned());
+            }
+        }
+    });
+    s.wait_subscribers("c", 2, Duration::from_secs(5)).await;
+    let ended = timeout(Duration::from_secs(2 + 3), stalled_conn)
+        .await
+        .expect("the stalled connection is closed within the send timeout");
+    let closed_after = started.elapsed();
+    assert!(ended.is_ok(), "the client's connection task ended");
+    assert!(
+        closed_after >= Duration::from_secs(2),
+        "closed before the send timeout: {closed_after:?}"
+    );
+    s.wait_subscribers("c", 1, Duration::from_secs(5)).await;
+    s.publish("c", "still here").await;
+    let mut seen = String::new();
+    while !seen.contains("still here") {
+        let more = timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the reading subscriber keeps receiving")
+            .expect("its stream is open");
+        seen.push_str(&more);
+    }
 }
 
 #[tokio::test]

@@ -5,10 +5,12 @@
 //! function under a plain `cargo test`, so that the seeds stay valid inputs
 //! without the fuzzing toolchain.
 //!
-//! The targets reach herald only through its public API. Parsers that are
-//! private (the WebSocket frame parser, the batch body parser, the lean
-//! HTTP/1.1 head parser) are reached through the service or the socket that
-//! owns them: slower per input than a direct call, but the same code runs.
+//! The targets reach herald through its public API, and the WebSocket
+//! frame parser through a doc-hidden entry point behind herald-ws's
+//! `fuzzing` feature. Parsers that are private (the batch body parser, the
+//! lean HTTP/1.1 head parser) are reached through the service or the
+//! socket that owns them: slower per input than a direct call, but the
+//! same code runs.
 //! A target fails by panicking: on a panic in herald (in any task, since
 //! libFuzzer's panic hook aborts the process), on a 5xx, or on an error
 //! response whose body is not `{"error":{"code","message"}}`.
@@ -105,11 +107,54 @@ pub fn batch(data: &[u8]) {
     check(gw.internal(req), &gw.rt);
 }
 
+/// The most channels and the highest `last` a frame may ask for, as in
+/// herald's defaults (`ws-max-subscriptions`, `max-messages`).
+const WS_MAX_CHANNELS: usize = 100;
+const WS_MAX_LAST: usize = 1000;
+
+/// A WebSocket client text frame, given straight to the frame parser
+/// (`herald_ws::fuzz_parse`, behind herald-ws's `fuzzing` feature): no
+/// socket, so each input costs only its parse. An input that is not UTF-8
+/// is not a text frame and never reaches the parser (the connection
+/// refuses binary frames; `ws_socket` sends those). Beyond "no panic": a
+/// subscription names between one and the cap of channels, each once; a
+/// refusal is a 4xx code; a `ref` that is a JSON string is echoed.
+pub fn ws_frame(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (reference, op) = herald_ws::fuzz_parse(text, WS_MAX_LAST, WS_MAX_CHANNELS);
+    match op {
+        Ok(channels) => {
+            assert!(
+                channels.len() <= WS_MAX_CHANNELS,
+                "{} channels",
+                channels.len()
+            );
+            let mut seen = std::collections::HashSet::new();
+            for c in &channels {
+                assert!(seen.insert(c), "channel {c} named twice");
+            }
+        }
+        Err(code) => assert!(
+            code.status().is_client_error(),
+            "a refusal with {}",
+            code.status()
+        ),
+    }
+    if let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(text)
+        && let Some(serde_json::Value::String(r)) = o.get("ref")
+    {
+        assert_eq!(reference.as_deref(), Some(r.as_str()), "the ref is echoed");
+    }
+}
+
 /// A WebSocket client frame on `/ws`: text when the input is UTF-8, else
 /// binary. Every frame is answered by a JSON frame with a `type`, or the
 /// server closes (after too many bad frames); the connection is reused
-/// across inputs and opened again when closed.
-pub fn ws_frame(data: &[u8]) {
+/// across inputs and opened again when closed. Slower than [`ws_frame`],
+/// and it reaches the connection's handling of frames too.
+pub fn ws_socket(data: &[u8]) {
     let server = server();
     let mut slot = server.ws.lock().unwrap_or_else(|e| e.into_inner());
     server.rt.block_on(async {

@@ -12,6 +12,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("last_event_id", herald_fuzz::last_event_id),
     ("batch", herald_fuzz::batch),
     ("ws_frame", herald_fuzz::ws_frame),
+    ("ws_socket", herald_fuzz::ws_socket),
     ("http_head", herald_fuzz::http_head),
 ];
 

@@ -71,7 +71,8 @@ pub struct Report {
     pub growth_pct: Option<f64>,
     /// herd: time from the publish until the last held poll answered, ms.
     pub herd_ms: Option<f64>,
-    /// storm: the listener's figures (connect time is `latency_us`).
+    /// storm: the listener's figures (connect time, from each client's
+    /// connect call, is `latency_us`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storm: Option<Storm>,
     /// Whether the run met its own checks (zero loss, every connection
@@ -92,8 +93,16 @@ pub struct Storm {
     pub listen_drops: u64,
     /// `TcpExtTCPSynRetrans` over the connection storm (host-wide).
     pub syn_retrans: u64,
-    /// SSE response head after the start signal, µs.
+    /// SSE response head after the client's connect call, µs.
     pub stream_head_us: Option<Latency>,
+    /// When the connect calls were made, after the start signal, µs: the
+    /// load generator's own spread (connect time is counted from each call).
+    #[serde(default)]
+    pub connect_issue_us: Option<Latency>,
+    /// Connections not established when their connect call returned, timed
+    /// when the client saw them (an upper bound).
+    #[serde(default)]
+    pub connects_waited: u64,
     /// Streams and polls that ended before any restart (opened again).
     pub early_ends: u64,
     /// `TcpExtListenOverflows` from the restart until all were back.
@@ -191,6 +200,13 @@ impl Report {
                 "overflows {}, SYN retrans {}",
                 s.listen_overflows, s.syn_retrans
             ));
+            if let Some(l) = s.connect_issue_us {
+                notes.push(format!(
+                    "connects issued over {:.0} ms, {} waited",
+                    l.max as f64 / 1e3,
+                    s.connects_waited
+                ));
+            }
             if let Some(l) = s.stream_head_us {
                 notes.push(format!("SSE head p99 {:.1} ms", l.p99 as f64 / 1e3));
             }

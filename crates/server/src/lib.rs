@@ -14,7 +14,8 @@
 //! - run.rs: [`run`], the lifecycle: both listeners until a shutdown
 //!   future, then the drain; serve.rs accepts connections for it, and
 //!   lean.rs (with rewind.rs) serves held requests on the public listener
-//!   with less memory than hyper's HTTP/1 connection.
+//!   with less memory than hyper's HTTP/1 connection; stall.rs is the send
+//!   deadline of hyper's connections.
 //! - metrics.rs (with metrics/): `GET /metrics`, the Prometheus registry
 //!   that reads the transports' counters at scrape time; ready.rs:
 //!   `GET /readyz`.
@@ -35,6 +36,7 @@ mod ready;
 mod rewind;
 mod run;
 mod serve;
+mod stall;
 
 pub use binary::main;
 pub use cli::Args;

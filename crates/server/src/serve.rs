@@ -13,7 +13,9 @@
 //! finish (HTTP/1.1 responses then say `connection: close`); long-lived
 //! responses end because their transports watch the shutdown token (see
 //! `Herald::shutdown`). Upgraded WebSocket connections are tracked by the
-//! transport's task tracker, not by this module. What it leaves out: the
+//! transport's task tracker, not by this module. The send deadline of
+//! hyper's connections is stall.rs's watchdog, selected on here next to
+//! the connection (as the drain and the idle limit are). What it leaves out: the
 //! listen backlog (binary.rs binds the listeners) and reading a client
 //! address from proxy headers (the per-address cap counts peers).
 
@@ -51,6 +53,7 @@ use tower::{ServiceExt, service_fn, util::BoxCloneSyncService};
 use crate::{
     lean::{self, Lean, Outcome},
     rewind::Rewind,
+    stall::{Watchdog, Watched},
 };
 
 /// The largest request head, on both paths.
@@ -72,6 +75,7 @@ enum Ended<R> {
     Done(R),
     Draining,
     Idle,
+    Stalled,
 }
 
 /// Idle time before the kernel starts probing a silent peer, and the
@@ -133,6 +137,11 @@ pub(crate) async fn accept(
     });
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let refusal = overloaded();
+    // Linux copies these options from the listener to every socket it
+    // accepts: set once here, they cost a storm of ten thousand connects
+    // no system call per accept.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    tune(socket2::SockRef::from(&listener), limits.send_timeout);
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -158,10 +167,11 @@ pub(crate) async fn accept(
             }
             continue;
         };
-        tune(&stream, limits.send_timeout);
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        tune(socket2::SockRef::from(&stream), limits.send_timeout);
         let (builder, service, lean, stop) =
             (builder.clone(), service.clone(), lean.clone(), stop.clone());
-        let idle_timeout = limits.idle_timeout;
+        let (idle_timeout, send_timeout) = (limits.idle_timeout, limits.send_timeout);
         // Tracked from the start, so that a drain waits for connections
         // that are still on the lean path.
         tracker.spawn(async move {
@@ -173,7 +183,8 @@ pub(crate) async fn accept(
                 None => (stream, Bytes::new()),
             };
             let activity = Arc::new(Activity::default());
-            let service = carrying(service, permit, activity.clone(), stop.clone());
+            let dog = Watchdog::new(send_timeout);
+            let service = carrying(service, permit, activity.clone(), dog.clone(), stop.clone());
             let conn = builder.serve_connection_with_upgrades(
                 TokioIo::new(Rewind::new(stream, prefix)),
                 TowerToHyperService::new(service),
@@ -183,12 +194,18 @@ pub(crate) async fn accept(
                 r = conn.as_mut() => Ended::Done(r),
                 () = stop.cancelled() => Ended::Draining,
                 () = activity.idle(idle_timeout) => Ended::Idle,
+                () = dog.stalled() => Ended::Stalled,
             };
             let result = match ended {
                 Ended::Done(r) => r,
                 Ended::Draining => {
                     conn.as_mut().graceful_shutdown();
-                    conn.await
+                    // A stream stuck behind a closed window would hold the
+                    // drain until its timeout.
+                    tokio::select! {
+                        r = conn => r,
+                        () = dog.stalled() => stalled(peer),
+                    }
                 }
                 Ended::Idle => {
                     // Nothing is in progress: HTTP/2's goodbye needs one
@@ -199,6 +216,7 @@ pub(crate) async fn accept(
                         .await
                         .unwrap_or(Ok(()))
                 }
+                Ended::Stalled => stalled(peer),
             };
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -207,13 +225,22 @@ pub(crate) async fn accept(
     }
 }
 
-/// Socket options of an accepted connection: no Nagle delay; keep-alive
-/// probes, so that a peer that vanished is noticed on an idle connection;
-/// and on Linux a user timeout, so that data the peer never acknowledges
-/// (a zero window included) ends the connection after `send_timeout`.
-fn tune(stream: &TcpStream, send_timeout: Duration) {
-    let _ = stream.set_nodelay(true);
-    let socket = socket2::SockRef::from(stream);
+/// A connection whose peer took no bytes owed to it for the send timeout:
+/// dropping it closes the socket and frees what hyper buffered for it.
+fn stalled<E>(peer: std::net::SocketAddr) -> Result<(), E> {
+    tracing::debug!(%peer, "connection closed: the peer took nothing for the send timeout");
+    Ok(())
+}
+
+/// Socket options of an accepted connection (set on the listener where
+/// accepted sockets inherit them): no Nagle delay; keep-alive probes, so
+/// that a peer that vanished is noticed on an idle connection; and on
+/// Linux a user timeout, so that data the peer never acknowledges (a zero
+/// window included) ends the connection after `send_timeout`.
+fn tune(socket: socket2::SockRef<'_>, send_timeout: Duration) {
+    if let Err(e) = socket.set_tcp_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
     let keepalive = socket2::TcpKeepalive::new()
         .with_time(KEEPALIVE_TIME)
         .with_interval(KEEPALIVE_INTERVAL);
@@ -322,13 +349,15 @@ async fn refuse(mut stream: TcpStream, answer: &[u8]) {
 
 /// `service`, with the connection's permit in every request's extensions
 /// (a WebSocket upgrade takes it along), each request counted as activity
-/// until its response body is dropped, and `connection: close` on HTTP/1.1
+/// until its response body is dropped, each response body watched by the
+/// connection's send deadline, and `connection: close` on HTTP/1.1
 /// responses made once the drain has begun (hyper closes the connection
 /// after them, and says so only when it is not already writing one).
 fn carrying(
     service: BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible>,
     permit: ConnectionPermit,
     activity: Arc<Activity>,
+    dog: Arc<Watchdog>,
     stop: CancellationToken,
 ) -> BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible> {
     BoxCloneSyncService::new(service_fn(move |mut req: Request<Incoming>| {
@@ -336,14 +365,19 @@ fn carrying(
         let busy = activity.begin();
         let http1 = req.version() == Version::HTTP_11;
         let answer = service.clone().oneshot(req);
-        let stop = stop.clone();
+        let (stop, dog) = (stop.clone(), dog.clone());
         async move {
             let mut res = answer.await?;
             if http1 && stop.is_cancelled() && res.status() != StatusCode::SWITCHING_PROTOCOLS {
                 res.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            Ok(res.map(|body| Body::new(Counted { body, _busy: busy })))
+            Ok(res.map(|body| {
+                Body::new(Counted {
+                    body: dog.watch(body),
+                    _busy: busy,
+                })
+            }))
         }
     }))
 }
@@ -351,7 +385,7 @@ fn carrying(
 /// A response body that keeps its request counted as in progress until
 /// it is dropped; otherwise the body itself, length included.
 struct Counted {
-    body: Body,
+    body: Watched,
     _busy: Busy,
 }
 
@@ -444,13 +478,19 @@ mod tests {
     #[tokio::test]
     async fn accepted_sockets_get_keepalive_and_the_user_timeout() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // Where the listener passes them on (Linux), they are set there.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        tune(socket2::SockRef::from(&listener), Duration::from_secs(7));
         let _client = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (accepted, _) = listener.accept().await.unwrap();
-        tune(&accepted, Duration::from_secs(7));
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        tune(socket2::SockRef::from(&accepted), Duration::from_secs(7));
         let socket = socket2::SockRef::from(&accepted);
+        assert!(socket.tcp_nodelay().unwrap());
         assert!(socket.keepalive().unwrap());
+        assert_eq!(socket.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
         assert_eq!(socket.tcp_keepalive_time().unwrap(), KEEPALIVE_TIME);
         #[cfg(any(target_os = "linux", target_os = "android"))]
         assert_eq!(

@@ -51,6 +51,42 @@ pub(crate) struct Bounds {
     pub max_channels: usize,
 }
 
+/// The frame parser for fuzz targets, which call it directly instead of
+/// through a socket: the `ref` it read, and the channels a `subscribe` or
+/// `unsubscribe` names (none for the other operations) or the refusal's
+/// code. Panics if a `subscribe` asks for more than `max_last`.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_parse(
+    text: &str,
+    max_last: usize,
+    max_channels: usize,
+) -> (Option<String>, Result<Vec<String>, Code>) {
+    let frame = parse(
+        text,
+        Bounds {
+            max_last,
+            max_channels,
+        },
+    );
+    let names =
+        |channels: Vec<ChannelName>| channels.iter().map(|c| c.as_str().to_owned()).collect();
+    let op = match frame.op {
+        Ok(Op::Subscribe {
+            channels, start, ..
+        }) => {
+            if let Start::Last(n) = start {
+                assert!(n <= max_last, "last={n} over its cap {max_last}");
+            }
+            Ok(names(channels))
+        }
+        Ok(Op::Unsubscribe { channels }) => Ok(names(channels)),
+        Ok(Op::Auth { .. } | Op::Ping) => Ok(Vec::new()),
+        Err(e) => Err(e.code()),
+    };
+    (frame.reference, op)
+}
+
 /// Parses a client text frame. Never fails: a bad frame is an [`Error`] to
 /// answer. Linear in the frame's size.
 pub(crate) fn parse(text: &str, bounds: Bounds) -> ClientFrame {

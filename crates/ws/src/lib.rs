@@ -23,3 +23,7 @@ mod upgrade;
 
 pub use config::{Config, SlowPolicy};
 pub use upgrade::Ws;
+
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use frame::fuzz_parse;

@@ -11,6 +11,27 @@
 //! client a 1 s retransmission), and for the restart how long the crowd
 //! takes to be back (the reconnect spread).
 //!
+//! The connect time is each client's own: from its `connect` call to the
+//! connection established. It is not counted from the start signal,
+//! because one process cannot issue ten thousand connects at one instant:
+//! its runtime wakes the clients one after the other, and each connect
+//! costs the issuing core the whole loopback handshake (the kernel runs
+//! the server's half of it in the sender's context too), so the last
+//! connect call leaves hundreds of milliseconds after the first whatever
+//! the server does. Timed from the signal, that queue of the load
+//! generator would be charged to the server. When the call returns, a
+//! loopback connection the server's queue admitted is already established
+//! and is timed there, to the microsecond; one that is not (its SYN was
+//! dropped, or the handshake is still under way) is timed when the runtime
+//! next polls it, which adds this client's own scheduling and so is an
+//! upper bound. How far apart the calls were is reported separately
+//! (`connect_issue_us`, from the signal), and so is how many connections
+//! had to be waited for (`connects_waited`). The server's accept loop shows
+//! in neither figure (the kernel completes handshakes before `accept`);
+//! it shows in the SSE response head, timed from the same connect call
+//! (what one client waits for its stream once it has dialled, the
+//! server's queue of accepted connections and requests included).
+//!
 //! Subscribers alternate: even ones open an SSE stream, odd ones hold a
 //! long poll, each on its own connection, all parked before a single start
 //! signal. The requests are written by hand on the socket rather than
@@ -28,6 +49,7 @@
 //! held requests and ends streams before it exits).
 
 use std::{
+    net::{IpAddr, SocketAddr},
     sync::{
         Arc, Mutex, OnceLock,
         atomic::{AtomicU64, Ordering},
@@ -83,9 +105,13 @@ struct Shared {
     ready: Ready,
     /// Subscribers parked before the start signal.
     parked: AtomicU64,
-    /// TCP connect time from the start signal, µs.
+    /// TCP connect time from each client's connect call, µs.
     connect: Shards,
-    /// SSE response head from the start signal, µs.
+    /// Connect calls after the start signal, µs.
+    issued: Shards,
+    /// Connections not yet established when their connect call returned.
+    waited: AtomicU64,
+    /// SSE response head from the client's connect call, µs.
     head: Shards,
     /// Set when the restart command starts.
     restart_at: OnceLock<Instant>,
@@ -112,6 +138,8 @@ pub async fn run(cfg: &Config) -> Result<Report, Error> {
         ready: Ready::default(),
         parked: AtomicU64::new(0),
         connect: Shards::new(),
+        issued: Shards::new(),
+        waited: AtomicU64::new(0),
         head: Shards::new(),
         restart_at: OnceLock::new(),
         back: Mutex::new(Vec::new()),
@@ -156,6 +184,8 @@ pub async fn run(cfg: &Config) -> Result<Report, Error> {
         listen_drops: storm.drops,
         syn_retrans: storm.syn_retrans,
         stream_head_us: Latency::of(&shared.head.merged()),
+        connect_issue_us: Latency::of(&shared.issued.merged()),
+        connects_waited: shared.waited.load(Ordering::SeqCst),
         ..Storm::default()
     };
     let mut ok = shared.ready.errors() == 0;
@@ -235,7 +265,7 @@ struct Client {
     shared: Arc<Shared>,
     transport: Transport,
     path: String,
-    from: std::net::IpAddr,
+    from: IpAddr,
 }
 
 impl Client {
@@ -290,14 +320,20 @@ impl Client {
         }
     }
 
-    /// Connects and subscribes; records connect and head times from `t0`
-    /// when given. An SSE stream is open when its 200 head arrived, a long
-    /// poll when its request is written.
+    /// Connects and subscribes; with `t0`, records the connect time, when
+    /// the connect was issued, and the head time from the connect call. An SSE stream
+    /// is open when its 200 head arrived, a long poll when its request is
+    /// written.
     async fn open(&self, i: usize, t0: Option<Instant>) -> Result<TcpStream, Error> {
         let s = &self.shared;
-        let mut conn = net::connect(s.target.sub, self.from).await?;
+        let (mut conn, timed) = connect(s.target.sub, self.from).await?;
         if let Some(t0) = t0 {
-            s.connect.record(i, t0.elapsed().as_micros() as u64);
+            s.issued
+                .record(i, timed.called.duration_since(t0).as_micros() as u64);
+            s.connect.record(i, timed.took.as_micros() as u64);
+            if timed.waited {
+                s.waited.fetch_add(1, Ordering::Relaxed);
+            }
         }
         let head = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
@@ -323,12 +359,66 @@ impl Client {
                     .unwrap_or(0);
                 return Err(Error::Status(status));
             }
-            if let Some(t0) = t0 {
-                s.head.record(i, t0.elapsed().as_micros() as u64);
+            if t0.is_some() {
+                s.head.record(i, timed.called.elapsed().as_micros() as u64);
             }
         }
         Ok(conn)
     }
+}
+
+/// A non-blocking connect under way (`io::ErrorKind::InProgress` is not
+/// stable yet).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const EINPROGRESS: i32 = 115;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const EINPROGRESS: i32 = 36;
+
+/// When a connect was called, how long it took, and whether the
+/// connection had to be waited for.
+struct Timed {
+    called: Instant,
+    took: Duration,
+    waited: bool,
+}
+
+/// A TCP connection to `to` from `from`, without Nagle's delay, timed
+/// from the connect call: where the call returns with the connection
+/// established (loopback, nothing dropped), that is its time; otherwise
+/// when this task sees it established (see the module doc).
+async fn connect(to: SocketAddr, from: IpAddr) -> Result<(TcpStream, Timed), Error> {
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&SocketAddr::new(from, 0).into())?;
+    let called = Instant::now();
+    match sock.connect(&to.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(EINPROGRESS) => {}
+        Err(e) => return Err(e.into()),
+    }
+    // getpeername fails until the handshake is complete.
+    let established = sock.peer_addr().is_ok();
+    let mut took = called.elapsed();
+    let stream = TcpStream::from_std(sock.into())?;
+    if !established {
+        stream.writable().await?;
+        if let Some(e) = stream.take_error()? {
+            return Err(e.into());
+        }
+        stream.peer_addr()?;
+        took = called.elapsed();
+    }
+    stream.set_nodelay(true)?;
+    let timed = Timed {
+        called,
+        took,
+        waited: !established,
+    };
+    Ok((stream, timed))
 }
 
 /// Resolves when the server answers a long poll (its first byte), ends a
@@ -390,6 +480,24 @@ impl Netstat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_loopback_connect_is_timed_from_its_call() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let to = listener.local_addr().unwrap();
+        let before = Instant::now();
+        let (stream, timed) = connect(to, net::source(to, 3, 16)).await.unwrap();
+        assert!(timed.called >= before);
+        assert!(timed.took <= before.elapsed());
+        assert!(
+            !timed.waited,
+            "a loopback connection is established by the call"
+        );
+        assert_eq!(stream.local_addr().unwrap().ip(), net::source(to, 3, 16));
+        // Nothing listens here any more: the error is the connect's.
+        drop(listener);
+        assert!(connect(to, net::source(to, 0, 1)).await.is_err());
+    }
 
     #[test]
     fn netstat_counters_by_name() {

@@ -132,7 +132,7 @@ pub(crate) static SECTIONS: &[Section] = &[
             Opt::new(
                 "send-timeout",
                 &Secs(at!(send_timeout)),
-                "Seconds a connection may accept no bytes of a response before it is closed",
+                "Seconds a connection may take none of the response bytes waiting for it (over HTTP/2: a stream's window stays closed) before it is closed",
             ),
             Opt::new(
                 "idle-timeout",
