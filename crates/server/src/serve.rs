@@ -120,15 +120,20 @@ pub(crate) async fn accept(
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .keep_alive_timeout(Duration::from_secs(20));
-    let builder = Arc::new(builder);
-    let lean = lean.map(|routes| {
-        Arc::new(Lean {
-            routes,
-            max_head: MAX_HEAD,
-            header_read_timeout: limits.header_read_timeout,
-            send_timeout: limits.send_timeout,
-            drain_spread: limits.drain_spread,
-        })
+    let lean = lean.map(|routes| Lean {
+        routes,
+        max_head: MAX_HEAD,
+        header_read_timeout: limits.header_read_timeout,
+        send_timeout: limits.send_timeout,
+        drain_spread: limits.drain_spread,
+    });
+    let shared = Arc::new(Shared {
+        builder,
+        service,
+        lean,
+        stop: stop.clone(),
+        idle_timeout: limits.idle_timeout,
+        send_timeout: limits.send_timeout,
     });
     let gate = Arc::new(Gate {
         max: limits.max_connections,
@@ -169,59 +174,99 @@ pub(crate) async fn accept(
         };
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         tune(socket2::SockRef::from(&stream), limits.send_timeout);
-        let (builder, service, lean, stop) =
-            (builder.clone(), service.clone(), lean.clone(), stop.clone());
-        let (idle_timeout, send_timeout) = (limits.idle_timeout, limits.send_timeout);
         // Tracked from the start, so that a drain waits for connections
         // that are still on the lean path.
-        tracker.spawn(async move {
-            let (stream, prefix) = match &lean {
-                Some(lean) => match lean::serve(stream, lean, &stop).await {
-                    Outcome::Closed => return,
-                    Outcome::Handover(stream, prefix) => (stream, prefix),
-                },
-                None => (stream, Bytes::new()),
-            };
-            let activity = Arc::new(Activity::default());
-            let dog = Watchdog::new(send_timeout);
-            let service = carrying(service, permit, activity.clone(), dog.clone(), stop.clone());
-            let conn = builder.serve_connection_with_upgrades(
-                TokioIo::new(Rewind::new(stream, prefix)),
-                TowerToHyperService::new(service),
-            );
-            tokio::pin!(conn);
-            let ended = tokio::select! {
-                r = conn.as_mut() => Ended::Done(r),
-                () = stop.cancelled() => Ended::Draining,
-                () = activity.idle(idle_timeout) => Ended::Idle,
-                () = dog.stalled() => Ended::Stalled,
-            };
-            let result = match ended {
-                Ended::Done(r) => r,
-                Ended::Draining => {
-                    conn.as_mut().graceful_shutdown();
-                    // A stream stuck behind a closed window would hold the
-                    // drain until its timeout.
-                    tokio::select! {
-                        r = conn => r,
-                        () = dog.stalled() => stalled(peer),
-                    }
-                }
-                Ended::Idle => {
-                    // Nothing is in progress: HTTP/2's goodbye needs one
-                    // round trip, which a peer that does not answer does
-                    // not get to stretch.
-                    conn.as_mut().graceful_shutdown();
-                    tokio::time::timeout(IDLE_GOODBYE, conn)
-                        .await
-                        .unwrap_or(Ok(()))
-                }
-                Ended::Stalled => stalled(peer),
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+        tracker.spawn(connection(shared.clone(), stream, peer, permit));
+    }
+}
+
+/// What every connection of a listener shares: one reference each, rather
+/// than a clone of every part (the service stack alone is a few hundred
+/// bytes) in every idle connection.
+struct Shared {
+    builder: auto::Builder<TokioExecutor>,
+    service: BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible>,
+    lean: Option<Lean>,
+    stop: CancellationToken,
+    idle_timeout: Duration,
+    send_timeout: Duration,
+}
+
+/// Serves one connection: held requests on the lean path first, the rest
+/// (and whatever follows them) with hyper.
+async fn connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    permit: ConnectionPermit,
+) {
+    let (stream, prefix) = match &shared.lean {
+        Some(lean) => match lean::serve(stream, lean, &shared.stop).await {
+            Outcome::Closed => return,
+            Outcome::Handover(stream, prefix) => (stream, prefix),
+        },
+        None => (stream, Bytes::new()),
+    };
+    // On the heap, and only once hyper takes over: hyper's connection
+    // state is several times what a connection held on the lean path
+    // needs, and would otherwise be reserved in every one of them.
+    Box::pin(with_hyper(&shared, stream, prefix, peer, permit)).await;
+}
+
+/// Serves the rest of a connection with hyper, until it ends, the drain
+/// ends it, it idles or it stalls.
+async fn with_hyper(
+    shared: &Shared,
+    stream: TcpStream,
+    prefix: Bytes,
+    peer: std::net::SocketAddr,
+    permit: ConnectionPermit,
+) {
+    let stop = &shared.stop;
+    let activity = Arc::new(Activity::default());
+    let dog = Watchdog::new(shared.send_timeout);
+    let service = carrying(
+        shared.service.clone(),
+        permit,
+        activity.clone(),
+        dog.clone(),
+        stop.clone(),
+    );
+    let conn = shared.builder.serve_connection_with_upgrades(
+        TokioIo::new(Rewind::new(stream, prefix)),
+        TowerToHyperService::new(service),
+    );
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        r = conn.as_mut() => Ended::Done(r),
+        () = stop.cancelled() => Ended::Draining,
+        () = activity.idle(shared.idle_timeout) => Ended::Idle,
+        () = dog.stalled() => Ended::Stalled,
+    };
+    let result = match ended {
+        Ended::Done(r) => r,
+        Ended::Draining => {
+            conn.as_mut().graceful_shutdown();
+            // A stream stuck behind a closed window would hold the drain
+            // until its timeout.
+            tokio::select! {
+                r = conn => r,
+                () = dog.stalled() => stalled(peer),
             }
-        });
+        }
+        Ended::Idle => {
+            // Nothing is in progress: HTTP/2's goodbye needs one round
+            // trip, which a peer that does not answer does not get to
+            // stretch.
+            conn.as_mut().graceful_shutdown();
+            tokio::time::timeout(IDLE_GOODBYE, conn)
+                .await
+                .unwrap_or(Ok(()))
+        }
+        Ended::Stalled => stalled(peer),
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 
