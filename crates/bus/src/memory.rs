@@ -145,7 +145,7 @@ struct Channel {
     history: Mutex<History>,
     tx: watch::Sender<Signal>,
     /// Subscribers that take the next message from the publishing task.
-    taps: Taps,
+    taps: Arc<Taps>,
 }
 
 #[derive(Default)]
@@ -316,7 +316,7 @@ impl Channel {
         Channel {
             history: Mutex::new(history),
             tx: watch::Sender::new(Signal::default()),
-            taps: Taps::default(),
+            taps: Arc::default(),
         }
     }
 }

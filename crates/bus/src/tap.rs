@@ -26,7 +26,10 @@
 //! (their subscriptions keep waiting on watches; see
 //! [`Engine::attach`](crate::Engine::attach)).
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{
+    Arc, Mutex, MutexGuard,
+    atomic::{AtomicBool, Ordering},
+};
 
 use tokio::sync::Notify;
 
@@ -48,9 +51,25 @@ pub enum Sent {
 /// transports.
 pub trait Outlet: Send + Sync + 'static {
     /// Writes `message` in the transport's framing if that can be done now,
-    /// without waiting. Called from the publishing task, at most once at a
+    /// without waiting. Called from the publishing side, at most once at a
     /// time per outlet, in id order.
     fn send(&self, message: &Arc<Message>) -> Sent;
+
+    /// Writes a run of consecutive messages, as many as can be written now,
+    /// and answers how many were taken (written, or begun with the rest
+    /// kept) and how the last one taken went: [`Sent::All`] when all of
+    /// them went whole. An outlet that can write several frames in one
+    /// system call should; the default sends them one by one.
+    fn send_many(&self, messages: &[Arc<Message>]) -> (usize, Sent) {
+        for (i, m) in messages.iter().enumerate() {
+            match self.send(m) {
+                Sent::All => {}
+                Sent::Part => return (i + 1, Sent::Part),
+                Sent::Nothing => return (i, Sent::Nothing),
+            }
+        }
+        (messages.len(), Sent::All)
+    }
 }
 
 /// One subscription's attachment to one channel: where it stands, and the
@@ -91,20 +110,24 @@ impl Tap {
         let Some(outlet) = state.outlet.clone() else {
             return false;
         };
-        for m in messages {
-            if m.id <= state.pos {
-                // Written by the task before it attached.
-                continue;
-            }
-            let sent = if m.id == state.pos + 1 {
-                outlet.send(m)
-            } else {
-                Sent::Nothing
+        // Skip what the task wrote before it attached.
+        let fresh = messages.partition_point(|m| m.id <= state.pos);
+        let mut rest = &messages[fresh..];
+        while !rest.is_empty() {
+            // Only the run that continues from the position: after a
+            // skipped id, the task must read.
+            let run = rest
+                .iter()
+                .enumerate()
+                .take_while(|(i, m)| m.id == state.pos + 1 + *i as u64)
+                .count();
+            let (taken, sent) = match run {
+                0 => (0, Sent::Nothing),
+                _ => outlet.send_many(&rest[..run]),
             };
-            if sent != Sent::Nothing {
-                state.pos = m.id;
-            }
-            if sent != Sent::All {
+            state.pos += taken as u64;
+            rest = &rest[taken..];
+            if sent != Sent::All || taken == 0 {
                 state.outlet = None;
                 drop(state);
                 self.detached.notify_one();
@@ -144,14 +167,26 @@ impl Tap {
 }
 
 /// The taps of one channel, for an engine to keep beside the channel's
-/// history.
+/// history (in an `Arc`: a pass runs on a task of its own).
+///
+/// A pass is not made by the publishing request itself: new messages wait
+/// in `pending` and one task per channel writes them, after the requests
+/// already ready to run have had their turn. At light load that is at once
+/// and one message a pass; when publishes come faster than a pass takes,
+/// the messages that arrived meanwhile go out together, in one write per
+/// subscriber, so that the channel keeps up instead of falling behind one
+/// pass per message.
 #[derive(Default)]
 pub struct Taps {
-    /// The taps offered to, held by the publishing task for a whole pass.
+    /// The taps offered to, held by the pass for its whole length.
     list: Mutex<Vec<Arc<Tap>>>,
     /// Taps attached since the last pass: kept apart so that attaching
     /// never waits for a pass to end.
     incoming: Mutex<Vec<Arc<Tap>>>,
+    /// Messages stored and not yet offered, in id order.
+    pending: Mutex<Vec<Arc<Message>>>,
+    /// A pass is scheduled or under way.
+    scheduled: AtomicBool,
 }
 
 impl Taps {
@@ -163,13 +198,49 @@ impl Taps {
         lock(&self.incoming).push(tap);
     }
 
-    /// Offers one channel's new messages (in id order) to every tap, from
-    /// the publishing task, once the engine's own locks are released. Taps
-    /// that let go are dropped from the list.
-    pub fn offer(&self, messages: &[Arc<Message>]) {
-        let mut list = lock(&self.list);
-        list.append(&mut lock(&self.incoming));
-        list.retain(|tap| tap.offer(messages));
+    /// Hands one channel's new messages (in id order, after those handed
+    /// before) to the taps: a pass on a task of its own offers them, with
+    /// whatever else arrives before it runs. Without a tokio runtime the
+    /// pass is made here. Call it once the engine's own locks are released.
+    pub fn offer(self: &Arc<Self>, messages: &[Arc<Message>]) {
+        lock(&self.pending).extend_from_slice(messages);
+        if self.scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let taps = self.clone();
+                runtime.spawn(async move {
+                    // Behind the requests that are ready now: their messages
+                    // join this pass.
+                    tokio::task::yield_now().await;
+                    taps.drain();
+                });
+            }
+            Err(_) => self.drain(),
+        }
+    }
+
+    /// Offers what is pending until nothing is.
+    fn drain(&self) {
+        loop {
+            let mut batch = std::mem::take(&mut *lock(&self.pending));
+            // Publishes on several threads may hand their messages over in
+            // another order than they were stored.
+            batch.sort_unstable_by_key(|m| m.id);
+            if batch.is_empty() {
+                self.scheduled.store(false, Ordering::Release);
+                // A message that came after the take and saw the pass
+                // still scheduled is this pass's to offer.
+                if lock(&self.pending).is_empty() || self.scheduled.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+                continue;
+            }
+            let mut list = lock(&self.list);
+            list.append(&mut lock(&self.incoming));
+            list.retain(|tap| tap.offer(&batch));
+        }
     }
 
     /// Lets every tap go (the channel was deleted): each subscription's
@@ -213,6 +284,8 @@ mod tests {
     struct Recorder {
         answer: Mutex<Vec<Sent>>,
         taken: Mutex<Vec<u64>>,
+        /// The length of each run offered at once.
+        runs: Mutex<Vec<usize>>,
     }
 
     impl Recorder {
@@ -225,6 +298,18 @@ mod tests {
     }
 
     impl Outlet for Recorder {
+        fn send_many(&self, messages: &[Arc<Message>]) -> (usize, Sent) {
+            self.runs.lock().unwrap().push(messages.len());
+            for (i, m) in messages.iter().enumerate() {
+                match self.send(m) {
+                    Sent::All => {}
+                    Sent::Part => return (i + 1, Sent::Part),
+                    Sent::Nothing => return (i, Sent::Nothing),
+                }
+            }
+            (messages.len(), Sent::All)
+        }
+
         fn send(&self, m: &Arc<Message>) -> Sent {
             let sent = self.answer.lock().unwrap().pop().unwrap_or(Sent::All);
             if sent != Sent::Nothing {
@@ -247,7 +332,15 @@ mod tests {
             })
             .collect();
         let published = bus.publish(drafts).await.unwrap();
+        settle().await;
         published.iter().map(|p| p.message.id).collect()
+    }
+
+    /// Lets the channel's pass (a task of its own) run.
+    async fn settle() {
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -373,6 +466,30 @@ mod tests {
         let ids = publish(&bus, 1).await;
         assert!(outlet.taken().is_empty());
         assert_eq!(ids_of(&sub.next(10).await), ids);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn publishes_that_come_before_the_pass_go_out_together() {
+        let bus = Bus::memory(Config::default());
+        publish(&bus, 1).await;
+        let outlet = Arc::new(Recorder::default());
+        let mut sub = bus.subscribe(&[c()], &Start::Now).await.unwrap();
+        sub.deliver_through(outlet.clone());
+        assert!(sub.next(10).now_or_never().is_none());
+        // Three publishes before the pass runs: one run of three.
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            let draft = Draft {
+                channel: c(),
+                event: None,
+                payload: Payload::text(i.to_string()).unwrap(),
+            };
+            ids.push(bus.publish(vec![draft]).await.unwrap()[0].message.id);
+        }
+        assert!(outlet.taken().is_empty(), "the pass has not run yet");
+        settle().await;
+        assert_eq!(outlet.taken(), ids);
+        assert_eq!(*outlet.runs.lock().unwrap(), [3]);
     }
 
     #[test]

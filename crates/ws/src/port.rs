@@ -24,7 +24,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use futures::FutureExt;
 use herald_bus::{Message, Outlet, Sent};
 use herald_http::Tally;
@@ -159,38 +159,116 @@ struct Direct<S> {
 
 impl<S: AsyncWrite + Unpin + Send + 'static> Outlet for Direct<S> {
     fn send(&self, message: &Arc<Message>) -> Sent {
-        let bytes = frame::wire(message);
+        self.send_many(std::slice::from_ref(message)).1
+    }
+
+    /// The frames of as many messages as fit in [`BATCH`] bytes (one at
+    /// least), in one write: the frame of a single message as it is
+    /// shared, several copied together.
+    fn send_many(&self, messages: &[Arc<Message>]) -> (usize, Sent) {
+        let mut frames = Vec::with_capacity(messages.len().min(16));
+        let mut size = 0;
+        for m in messages {
+            let frame = frame::wire(m);
+            if !frames.is_empty() && size + frame.len() > BATCH {
+                break;
+            }
+            size += frame.len();
+            frames.push(frame);
+        }
+        let count = frames.len();
+        let lens: Vec<usize> = frames.iter().map(Bytes::len).collect();
+        let bytes = match frames.len() {
+            1 => frames.pop().unwrap_or_default(),
+            _ => {
+                let mut all = BytesMut::with_capacity(size);
+                for f in &frames {
+                    all.extend_from_slice(f);
+                }
+                all.freeze()
+            }
+        };
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if !inner.rest.is_empty() {
-            return Sent::Nothing;
+            return (0, Sent::Nothing);
         }
         // Never waits: a socket that would block answers at once, and the
         // waker it keeps is a no-op (the connection's task registers its
         // own when it takes over). Outside tokio's cooperative budget: one
-        // pass writes to thousands of sockets within one poll of the
-        // publishing task, and the budget would refuse all but the first
-        // hundred or so.
+        // pass writes to thousands of sockets within one poll, and the
+        // budget would refuse all but the first hundred or so.
         let io = &mut inner.io;
         let write = poll_fn(|cx| Pin::new(&mut *io).poll_write(cx, &bytes));
         let n = match tokio::task::unconstrained(write).now_or_never() {
             Some(Ok(n)) if n > 0 => n,
-            _ => return Sent::Nothing,
+            _ => return (0, Sent::Nothing),
         };
         inner.written += n as u64;
-        self.tally.delivered(bytes.len());
+        for len in lens {
+            self.tally.delivered(len);
+        }
         if n < bytes.len() {
             inner.rest = bytes.slice(n..);
-            return Sent::Part;
+            return (count, Sent::Part);
         }
-        Sent::All
+        (count, Sent::All)
     }
 }
+
+/// The most bytes the publishing side writes to one connection at once.
+const BATCH: usize = 64 * 1024;
 
 #[cfg(test)]
 mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
     use super::*;
+
+    fn message(id: u64) -> Arc<Message> {
+        let draft = herald_bus::Draft {
+            channel: herald_bus::ChannelName::new("c").unwrap(),
+            event: None,
+            payload: herald_bus::Payload::text("x").unwrap(),
+        };
+        Arc::new(Message::new(draft, id, 0, 1))
+    }
+
+    #[tokio::test]
+    async fn one_pass_writes_to_more_sockets_than_the_cooperative_budget_allows() {
+        let stats = herald_http::Stats::default();
+        let mut session = stats.session(herald_http::Transport::Ws, 1);
+        let tally = session.tally();
+        let mut ends = Vec::new();
+        let mut outlets = Vec::new();
+        for _ in 0..300 {
+            let (a, b) = duplex(1024);
+            outlets.push(Port::new(a).outlet(tally.clone()));
+            ends.push(b);
+        }
+        // All in one poll of this task, as a pass is.
+        let m = message(1);
+        let sent: Vec<Sent> = outlets.iter().map(|o| o.send(&m)).collect();
+        assert!(sent.iter().all(|s| *s == Sent::All), "{sent:?}");
+    }
+
+    #[tokio::test]
+    async fn several_messages_go_in_one_write() {
+        let (a, mut b) = duplex(1 << 16);
+        let stats = herald_http::Stats::default();
+        let mut session = stats.session(herald_http::Transport::Ws, 1);
+        let port = Port::new(a);
+        let outlet = port.outlet(session.tally());
+        let run = [message(1), message(2), message(3)];
+        assert_eq!(outlet.send_many(&run), (3, Sent::All));
+        let mut want = Vec::new();
+        for m in &run {
+            want.extend_from_slice(&frame::wire(m));
+        }
+        let mut got = vec![0u8; want.len()];
+        b.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, want, "whole frames, in order");
+        assert_eq!(port.written(), want.len() as u64);
+    }
 
     #[tokio::test]
     async fn a_write_the_socket_cannot_take_whole_is_kept_and_goes_first() {
