@@ -209,38 +209,75 @@ impl Taps {
         }
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                let taps = self.clone();
-                runtime.spawn(async move {
-                    // Behind the requests that are ready now: their messages
-                    // join this pass.
-                    tokio::task::yield_now().await;
-                    taps.drain();
-                });
+                runtime.spawn(self.clone().passes());
             }
-            Err(_) => self.drain(),
+            Err(_) => {
+                // No runtime to yield to: one pass, here, without pauses.
+                let batch = self.take();
+                self.offer_range(&batch, 0, usize::MAX);
+                self.scheduled.store(false, Ordering::Release);
+            }
         }
     }
 
-    /// Offers what is pending until nothing is.
-    fn drain(&self) {
+    /// Passes until nothing is pending. Each pass offers its batch to
+    /// [`CHUNK`] taps at a time and lets the rest of the runtime run in
+    /// between (reading publishes among them): what arrives meanwhile
+    /// joins the batch for the taps not yet offered to, and the next pass
+    /// brings it to the others.
+    async fn passes(self: Arc<Self>) {
+        let mut carry: Vec<Arc<Message>> = Vec::new();
         loop {
-            let mut batch = std::mem::take(&mut *lock(&self.pending));
-            // Publishes on several threads may hand their messages over in
-            // another order than they were stored.
-            batch.sort_unstable_by_key(|m| m.id);
+            // Behind the requests that are ready now: their messages join.
+            tokio::task::yield_now().await;
+            let mut batch = std::mem::take(&mut carry);
+            batch.extend(self.take());
             if batch.is_empty() {
                 self.scheduled.store(false, Ordering::Release);
-                // A message that came after the take and saw the pass
-                // still scheduled is this pass's to offer.
+                // A message that came after the take and saw the pass still
+                // scheduled is this task's to offer.
                 if lock(&self.pending).is_empty() || self.scheduled.swap(true, Ordering::AcqRel) {
                     return;
                 }
                 continue;
             }
-            let mut list = lock(&self.list);
-            list.append(&mut lock(&self.incoming));
-            list.retain(|tap| tap.offer(&batch));
+            let mut at = 0;
+            while let Some(next) = self.offer_range(&batch, at, CHUNK) {
+                at = next;
+                tokio::task::yield_now().await;
+                let more = self.take();
+                if !more.is_empty() {
+                    carry.extend_from_slice(&more);
+                    batch.extend(more);
+                }
+            }
         }
+    }
+
+    /// The pending messages, in id order (publishes on several threads may
+    /// hand theirs over in another order than they were stored).
+    fn take(&self) -> Vec<Arc<Message>> {
+        let mut batch = std::mem::take(&mut *lock(&self.pending));
+        batch.sort_unstable_by_key(|m| m.id);
+        batch
+    }
+
+    /// Offers `batch` to up to `count` taps from index `at`, dropping those
+    /// that let go; answers where to go on, if any tap is left.
+    fn offer_range(&self, batch: &[Arc<Message>], at: usize, count: usize) -> Option<usize> {
+        let mut list = lock(&self.list);
+        list.append(&mut lock(&self.incoming));
+        let mut i = at;
+        let end = at.saturating_add(count);
+        while i < list.len() && i < end {
+            if list[i].offer(batch) {
+                i += 1;
+            } else {
+                // Order among taps does not matter.
+                list.swap_remove(i);
+            }
+        }
+        (i < list.len()).then_some(i)
     }
 
     /// Lets every tap go (the channel was deleted): each subscription's
@@ -265,6 +302,9 @@ impl Taps {
         !list.is_empty()
     }
 }
+
+/// Taps offered to between two pauses of a pass.
+const CHUNK: usize = 256;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
