@@ -211,12 +211,20 @@ impl Taps {
             Ok(runtime) => {
                 runtime.spawn(self.clone().passes());
             }
-            Err(_) => {
-                // No runtime to yield to: one pass, here, without pauses.
+            // No runtime to yield to: passes here, without pauses, until
+            // nothing is pending (a message handed over meanwhile by
+            // another thread saw the pass scheduled and left it here).
+            Err(_) => loop {
                 let batch = self.take();
-                self.offer_range(&batch, 0, usize::MAX);
+                if !batch.is_empty() {
+                    self.offer_range(&batch, 0, usize::MAX);
+                    continue;
+                }
                 self.scheduled.store(false, Ordering::Release);
-            }
+                if lock(&self.pending).is_empty() || self.scheduled.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+            },
         }
     }
 
