@@ -42,4 +42,4 @@ pub use error::Error;
 pub use memory::{Config, MemoryEngine};
 pub use message::{Draft, Encoding, Message, Payload};
 pub use subscription::{Batch, Start, Subscription};
-pub use tap::{Outlet, Sent, Tap, Taps};
+pub use tap::{Outlet, Run, Sent, Tap, Taps};

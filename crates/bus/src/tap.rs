@@ -31,6 +31,7 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
+use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
 use crate::Message;
@@ -69,6 +70,48 @@ pub trait Outlet: Send + Sync + 'static {
             }
         }
         (messages.len(), Sent::All)
+    }
+}
+
+/// What an outlet writes at once: the encodings of the first messages of a
+/// run, as many as fit in 64 KiB together (the first always). A single
+/// message's bytes are its shared encoding; several are copied together.
+pub struct Run {
+    /// The bytes to write.
+    pub bytes: Bytes,
+    /// The size of each message's part, in order: as many as messages went
+    /// in.
+    pub sizes: Vec<usize>,
+}
+
+impl Run {
+    /// The most bytes of a run that an outlet writes at once.
+    pub const LIMIT: usize = 64 * 1024;
+
+    /// The run of `messages` in the encoding `encode` gives.
+    pub fn of(messages: &[Arc<Message>], encode: impl Fn(&Message) -> Bytes) -> Run {
+        let mut parts: Vec<Bytes> = Vec::with_capacity(messages.len().min(16));
+        let mut size = 0;
+        for m in messages {
+            let part = encode(m);
+            if !parts.is_empty() && size + part.len() > Run::LIMIT {
+                break;
+            }
+            size += part.len();
+            parts.push(part);
+        }
+        let sizes = parts.iter().map(Bytes::len).collect();
+        let bytes = match parts.len() {
+            1 => parts.pop().unwrap_or_default(),
+            _ => {
+                let mut all = BytesMut::with_capacity(size);
+                for p in &parts {
+                    all.extend_from_slice(p);
+                }
+                all.freeze()
+            }
+        };
+        Run { bytes, sizes }
     }
 }
 

@@ -16,7 +16,7 @@
 use std::{sync::Arc, time::Duration};
 
 use bytes::{Bytes, BytesMut};
-use herald_bus::{Batch, Message, Sent, Subscription};
+use herald_bus::{Batch, Message, Run, Sent, Subscription};
 use herald_http::{Body, Direct, Session, Tally};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
@@ -37,35 +37,19 @@ impl herald_bus::Outlet for Outlet {
         self.send_many(std::slice::from_ref(message)).1
     }
 
-    /// The events of as many messages as fit in [`BATCH`] bytes (one at
-    /// least), as one piece: a single event as it is shared, several
-    /// copied together.
+    /// The events of a run of messages, as one piece.
     fn send_many(&self, messages: &[Arc<Message>]) -> (usize, Sent) {
-        let mut events = Vec::with_capacity(messages.len().min(16));
-        let mut size = 0;
-        for m in messages {
-            let event = frame::whole(m);
-            if !events.is_empty() && size + event.len() > BATCH {
-                break;
-            }
-            size += event.len();
-            events.push(event);
-        }
-        let count = events.len();
-        let lens: Vec<usize> = events.iter().map(Bytes::len).collect();
-        let sent = self.socket.0.send(&concat(events));
+        let run = Run::of(messages, frame::whole);
+        let sent = self.socket.0.send(&run.bytes);
         if sent == Sent::Nothing {
             return (0, sent);
         }
-        for len in lens {
-            self.tally.delivered(len);
+        for &size in &run.sizes {
+            self.tally.delivered(size);
         }
-        (count, sent)
+        (run.sizes.len(), sent)
     }
 }
-
-/// The most bytes the publishing side writes to one stream at once.
-const BATCH: usize = 64 * 1024;
 
 /// The state of one open stream.
 pub(crate) struct Events {

@@ -24,9 +24,9 @@ use std::{
     task::{Context, Poll},
 };
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use futures::FutureExt;
-use herald_bus::{Message, Outlet, Sent};
+use herald_bus::{Message, Outlet, Run, Sent};
 use herald_http::Tally;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -162,32 +162,10 @@ impl<S: AsyncWrite + Unpin + Send + 'static> Outlet for Direct<S> {
         self.send_many(std::slice::from_ref(message)).1
     }
 
-    /// The frames of as many messages as fit in [`BATCH`] bytes (one at
-    /// least), in one write: the frame of a single message as it is
-    /// shared, several copied together.
+    /// The frames of a run of messages, in one write.
     fn send_many(&self, messages: &[Arc<Message>]) -> (usize, Sent) {
-        let mut frames = Vec::with_capacity(messages.len().min(16));
-        let mut size = 0;
-        for m in messages {
-            let frame = frame::wire(m);
-            if !frames.is_empty() && size + frame.len() > BATCH {
-                break;
-            }
-            size += frame.len();
-            frames.push(frame);
-        }
-        let count = frames.len();
-        let lens: Vec<usize> = frames.iter().map(Bytes::len).collect();
-        let bytes = match frames.len() {
-            1 => frames.pop().unwrap_or_default(),
-            _ => {
-                let mut all = BytesMut::with_capacity(size);
-                for f in &frames {
-                    all.extend_from_slice(f);
-                }
-                all.freeze()
-            }
-        };
+        let Run { bytes, sizes } = Run::of(messages, frame::wire);
+        let count = sizes.len();
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if !inner.rest.is_empty() {
             return (0, Sent::Nothing);
@@ -204,8 +182,8 @@ impl<S: AsyncWrite + Unpin + Send + 'static> Outlet for Direct<S> {
             _ => return (0, Sent::Nothing),
         };
         inner.written += n as u64;
-        for len in lens {
-            self.tally.delivered(len);
+        for size in sizes {
+            self.tally.delivered(size);
         }
         if n < bytes.len() {
             inner.rest = bytes.slice(n..);
@@ -214,9 +192,6 @@ impl<S: AsyncWrite + Unpin + Send + 'static> Outlet for Direct<S> {
         (count, Sent::All)
     }
 }
-
-/// The most bytes the publishing side writes to one connection at once.
-const BATCH: usize = 64 * 1024;
 
 #[cfg(test)]
 mod tests {
