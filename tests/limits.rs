@@ -100,6 +100,11 @@ async fn connections_over_the_per_address_cap_are_refused_at_once() {
     s.publish("c", "x").await;
 }
 
+/// Held by the tests that publish megabytes: the memory test below reads
+/// the resident memory of this whole process, which the tests running
+/// beside it share, so those that would move it by megabytes take turns.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The resident memory of this process (the in-process server runs here).
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
@@ -115,6 +120,7 @@ fn rss_bytes() -> u64 {
 async fn a_reader_that_stops_reading_is_closed_after_the_send_timeout() {
     const PUBLISHED: usize = 10 * 1024 * 1024;
     const CHUNK: usize = 60 * 1024;
+    let _alone = HEAVY.lock().await;
     let s = Server::start(&["--send-timeout", "2"]).await;
     let chunk = "x".repeat(CHUNK);
     s.publish("c", &chunk).await;
@@ -197,6 +203,7 @@ async fn h2_get(
 #[tokio::test]
 async fn an_http2_reader_that_never_opens_its_window_is_closed_after_the_send_timeout() {
     use http_body_util::BodyExt;
+    let _alone = HEAVY.lock().await;
     let s = Server::start(&["--send-timeout", "2"]).await;
     let chunk = "x".repeat(60 * 1024);
     for _ in 0..16 {
