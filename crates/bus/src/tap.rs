@@ -427,6 +427,19 @@ mod tests {
         published.iter().map(|p| p.message.id).collect()
     }
 
+    /// A subscription on a channel that has ids (a fresh channel's first id
+    /// is the engine's, so it is never tapped), caught up and waiting with
+    /// its tap attached.
+    async fn tapped() -> (Bus, Arc<Recorder>, crate::Subscription) {
+        let bus = Bus::memory(Config::default());
+        publish(&bus, 1).await;
+        let outlet = Arc::new(Recorder::default());
+        let mut sub = bus.subscribe(&[c()], &Start::Now).await.unwrap();
+        sub.deliver_through(outlet.clone());
+        assert!(sub.next(10).now_or_never().is_none());
+        (bus, outlet, sub)
+    }
+
     /// Lets the channel's pass (a task of its own) run.
     async fn settle() {
         for _ in 0..4 {
@@ -459,13 +472,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn what_the_outlet_cannot_take_is_read_by_the_task_once() {
-        let bus = Bus::memory(Config::default());
-        // A channel that has ids (a fresh one's first id is the engine's).
-        publish(&bus, 1).await;
-        let outlet = Arc::new(Recorder::default());
-        let mut sub = bus.subscribe(&[c()], &Start::Now).await.unwrap();
-        sub.deliver_through(outlet.clone());
-        assert!(sub.next(10).now_or_never().is_none());
+        let (bus, outlet, mut sub) = tapped().await;
         // The second message would block: the tap lets go before it.
         outlet.answer(Sent::Nothing);
         outlet.answer(Sent::All);
@@ -481,13 +488,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_message_begun_by_the_outlet_is_not_read_again() {
-        let bus = Bus::memory(Config::default());
-        // A channel that has ids (a fresh one's first id is the engine's).
-        publish(&bus, 1).await;
-        let outlet = Arc::new(Recorder::default());
-        let mut sub = bus.subscribe(&[c()], &Start::Now).await.unwrap();
-        sub.deliver_through(outlet.clone());
-        assert!(sub.next(10).now_or_never().is_none());
+        let (bus, outlet, mut sub) = tapped().await;
         outlet.answer(Sent::Part);
         let ids = publish(&bus, 2).await;
         assert_eq!(outlet.taken(), ids[..1], "the first was begun");
@@ -502,13 +503,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_deleted_channel_wakes_the_task_which_reports_it() {
-        let bus = Bus::memory(Config::default());
-        // A channel that has ids (a fresh one's first id is the engine's).
-        publish(&bus, 1).await;
-        let outlet = Arc::new(Recorder::default());
-        let mut sub = bus.subscribe(&[c()], &Start::Now).await.unwrap();
-        sub.deliver_through(outlet.clone());
-        assert!(sub.next(10).now_or_never().is_none());
+        let (bus, _, mut sub) = tapped().await;
         bus.delete(&c()).await.unwrap();
         let batch = tokio::time::timeout(Duration::from_secs(1), sub.next(10))
             .await
@@ -546,13 +541,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn detaching_stops_the_outlet_and_the_task_reads_instead() {
-        let bus = Bus::memory(Config::default());
-        // A channel that has ids (a fresh one's first id is the engine's).
-        publish(&bus, 1).await;
-        let outlet = Arc::new(Recorder::default());
-        let mut sub = bus.subscribe(&[c()], &Start::Now).await.unwrap();
-        sub.deliver_through(outlet.clone());
-        assert!(sub.next(10).now_or_never().is_none());
+        let (bus, outlet, mut sub) = tapped().await;
         sub.detach();
         let ids = publish(&bus, 1).await;
         assert!(outlet.taken().is_empty());
@@ -561,12 +550,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn publishes_that_come_before_the_pass_go_out_together() {
-        let bus = Bus::memory(Config::default());
-        publish(&bus, 1).await;
-        let outlet = Arc::new(Recorder::default());
-        let mut sub = bus.subscribe(&[c()], &Start::Now).await.unwrap();
-        sub.deliver_through(outlet.clone());
-        assert!(sub.next(10).now_or_never().is_none());
+        // The subscription stays attached for as long as it lives.
+        let (bus, outlet, _sub) = tapped().await;
         // Three publishes before the pass runs: one run of three.
         let mut ids = Vec::new();
         for i in 0..3 {
