@@ -22,6 +22,9 @@
 #                       (BASE_BIN), reported as system "base"
 #   HERALD_BIN          herald binary to measure [default: build target/release/herald]
 #   BASE_BIN            the "base" system's herald binary
+#   HERALD_LOG (info,herald::session=off)  herald's RUST_LOG: its line per
+#                       subscriber session is its access log, and nchan
+#                       runs with access_log off
 #   FANOUT_N (10000)    subscribers of saturation, equal, channels
 #   EQUAL_RATE (10)     msg/s of the equal-load runs (one channel)
 #   CHANNELS (1000)     channels of the many-channels runs
@@ -44,6 +47,7 @@ EQUAL_RATE=${EQUAL_RATE:-10} CHANNELS=${CHANNELS:-1000}
 CHANNELS_RATE=${CHANNELS_RATE:-2000} PUBLISHERS=${PUBLISHERS:-4}
 SERVER_CPU=${SERVER_CPU:-0} CLIENT_CPU=${CLIENT_CPU:-1}
 HERALD_BIN=${HERALD_BIN:-} BASE_BIN=${BASE_BIN:-}
+HERALD_LOG=${HERALD_LOG:-info,herald::session=off}
 # private ports and run dirs: peers someone else started are left alone
 HERALD_PUB=127.0.0.1:28080 HERALD_INT=127.0.0.1:28081
 export NCHAN_PORT=28180 NCHAN_WORKERS=1 NCHAN_RUN_DIR=/tmp/herald-compare/nchan
@@ -102,11 +106,11 @@ start() {
       local bin=$HERALD_BIN label=()
       if [ "$1" = base ]; then bin=$BASE_BIN label=(--label base); fi
       local args=(--public-addr "$HERALD_PUB" --internal-addr "$HERALD_INT" --max-connections 70000)
-      taskset -c "$SERVER_CPU" "$bin" "${args[@]}" >"$work/herald.log" 2>&1 &
+      RUST_LOG=$HERALD_LOG taskset -c "$SERVER_CPU" "$bin" "${args[@]}" >"$work/herald.log" 2>&1 &
       herald_pid=$!
       for _ in $(seq 100); do grep -q "herald listening" "$work/herald.log" && break; sleep 0.1; done
       grep -q "herald listening" "$work/herald.log" || { cat "$work/herald.log" >&2; echo "$1 did not start" >&2; exit 1; }
-      [ "$run" = 1 ] && echo "taskset -c $SERVER_CPU $bin ${args[*]}" >>"$commands"
+      [ "$run" = 1 ] && echo "RUST_LOG=$HERALD_LOG taskset -c $SERVER_CPU $bin ${args[*]}" >>"$commands"
       target=(--system herald "${label[@]}" --sub "$HERALD_PUB" --pub "$HERALD_INT" --server-pid "$herald_pid") ;;
     nchan)
       taskset -c "$SERVER_CPU" "$PEERS/nchan/start" >&2

@@ -150,6 +150,9 @@ impl Reader {
             self.engine.read_many(&wanted, 0).await?
         }
         .into_iter();
+        // Exactly: most subscriptions never grow, and every idle
+        // connection carries this vector.
+        self.slots.reserve_exact(fresh.len());
         for (channel, watch) in fresh.into_iter().zip(watches) {
             let (pos, stale) = match known(channel) {
                 Some(p) => p,
@@ -453,7 +456,10 @@ impl Subscription {
                 Ok(_) => self.wait().await,
                 Err(e) => {
                     tracing::debug!(error = %e, "subscription read failed; retrying");
-                    tokio::time::sleep(backoff).await;
+                    // Boxed: a timer would take room in every waiting
+                    // subscriber's future, for a retry that rarely comes.
+                    let retry = Box::pin(tokio::time::sleep(backoff));
+                    retry.await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
             }

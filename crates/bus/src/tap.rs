@@ -75,13 +75,14 @@ pub trait Outlet: Send + Sync + 'static {
 
 /// What an outlet writes at once: the encodings of the first messages of a
 /// run, as many as fit in 64 KiB together (the first always). A single
-/// message's bytes are its shared encoding; several are copied together.
+/// message's bytes are its shared encoding, with nothing allocated (the
+/// common case at light load, once per subscriber); several are copied
+/// together.
 pub struct Run {
     /// The bytes to write.
     pub bytes: Bytes,
-    /// The size of each message's part, in order: as many as messages went
-    /// in.
-    pub sizes: Vec<usize>,
+    /// How many messages went in.
+    pub count: usize,
 }
 
 impl Run {
@@ -90,28 +91,32 @@ impl Run {
 
     /// The run of `messages` in the encoding `encode` gives.
     pub fn of(messages: &[Arc<Message>], encode: impl Fn(&Message) -> Bytes) -> Run {
-        let mut parts: Vec<Bytes> = Vec::with_capacity(messages.len().min(16));
-        let mut size = 0;
+        let mut messages = messages.iter();
+        let Some(first) = messages.next() else {
+            return Run {
+                bytes: Bytes::new(),
+                count: 0,
+            };
+        };
+        let first = encode(first);
+        let mut all: Option<BytesMut> = None;
+        let mut count = 1;
         for m in messages {
             let part = encode(m);
-            if !parts.is_empty() && size + part.len() > Run::LIMIT {
+            let size = all.as_ref().map_or(first.len(), BytesMut::len);
+            if size + part.len() > Run::LIMIT {
                 break;
             }
-            size += part.len();
-            parts.push(part);
+            let all = all.get_or_insert_with(|| {
+                let mut all = BytesMut::with_capacity(((size + part.len()) * 2).min(Run::LIMIT));
+                all.extend_from_slice(&first);
+                all
+            });
+            all.extend_from_slice(&part);
+            count += 1;
         }
-        let sizes = parts.iter().map(Bytes::len).collect();
-        let bytes = match parts.len() {
-            1 => parts.pop().unwrap_or_default(),
-            _ => {
-                let mut all = BytesMut::with_capacity(size);
-                for p in &parts {
-                    all.extend_from_slice(p);
-                }
-                all.freeze()
-            }
-        };
-        Run { bytes, sizes }
+        let bytes = all.map_or(first, BytesMut::freeze);
+        Run { bytes, count }
     }
 }
 
@@ -150,11 +155,12 @@ impl Tap {
     /// tap is still attached.
     fn offer(&self, messages: &[Arc<Message>]) -> bool {
         let mut state = self.lock();
-        let Some(outlet) = state.outlet.clone() else {
+        let State { pos, outlet } = &mut *state;
+        let Some(out) = outlet.as_deref() else {
             return false;
         };
         // Skip what the task wrote before it attached.
-        let fresh = messages.partition_point(|m| m.id <= state.pos);
+        let fresh = messages.partition_point(|m| m.id <= *pos);
         let mut rest = &messages[fresh..];
         while !rest.is_empty() {
             // Only the run that continues from the position: after a
@@ -162,16 +168,16 @@ impl Tap {
             let run = rest
                 .iter()
                 .enumerate()
-                .take_while(|(i, m)| m.id == state.pos + 1 + *i as u64)
+                .take_while(|(i, m)| m.id == *pos + 1 + *i as u64)
                 .count();
             let (taken, sent) = match run {
                 0 => (0, Sent::Nothing),
-                _ => outlet.send_many(&rest[..run]),
+                _ => out.send_many(&rest[..run]),
             };
-            state.pos += taken as u64;
+            *pos += taken as u64;
             rest = &rest[taken..];
             if sent != Sent::All || taken == 0 {
-                state.outlet = None;
+                *outlet = None;
                 drop(state);
                 self.detached.notify_one();
                 return false;

@@ -244,11 +244,16 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// One message of `bytes` bytes was handed to the socket.
-    pub fn delivered(&self, bytes: usize) {
-        self.messages.fetch_add(1, Relaxed);
-        self.bytes.fetch_add(bytes as u64, Relaxed);
-        self.stats.add(cell(self.transport, Per::Deliveries), 1);
+    /// `messages` messages of `bytes` bytes in all were handed to the
+    /// socket. Called by one thread at a time (a tap's outlet is), so the
+    /// session's own counts are plain loads and stores, not locked adds.
+    pub fn delivered(&self, messages: usize, bytes: usize) {
+        let add =
+            |count: &AtomicU64, n: usize| count.store(count.load(Relaxed) + n as u64, Relaxed);
+        add(&self.messages, messages);
+        add(&self.bytes, bytes);
+        self.stats
+            .add(cell(self.transport, Per::Deliveries), messages as u64);
         self.stats
             .add(cell(self.transport, Per::Bytes), bytes as u64);
     }

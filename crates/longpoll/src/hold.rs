@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use herald_bus::{Batch, Subscription};
+use herald_bus::{Batch, ChannelName, Subscription};
 use herald_http::{
     Body, Context, Error, Query, Session, Transport, authorize, batch_json, channels, json,
 };
@@ -34,21 +34,34 @@ impl LongPoll {
     /// Answers `GET /longpoll/{channels}`; `list` is the `{channels}`
     /// segment. Resolves when there is something to say, when the hold
     /// ends or when the server starts draining; errors are JSON responses.
-    /// The request is dropped once it is checked: a poll held for a minute
-    /// does not keep its headers.
-    pub async fn handle<B>(&self, req: Request<B>, list: &str) -> Response<Body> {
-        let held = self.prepare(&req, list).await;
-        drop(req);
-        match held {
-            Ok(held) => self.hold(held).await,
-            Err(e) => e.into_response(),
+    ///
+    /// What the future keeps while it holds is what waiting needs and no
+    /// more: the request is checked and subscribed in a future of its own,
+    /// on the heap, which is freed when the hold begins, so that a poll
+    /// held for a minute keeps neither the request's head nor the room an
+    /// authorization call or an engine read takes.
+    pub fn handle<'a, B: Send + Sync + 'a>(
+        &'a self,
+        req: Request<B>,
+        list: &str,
+    ) -> impl Future<Output = Response<Body>> + Send + use<'a, B> {
+        let channels = channels(list, &self.ctx.limits);
+        let prepare = Box::pin(async move { self.prepare(&req, channels?).await });
+        async move {
+            match prepare.await {
+                Ok(held) => self.hold(held).await,
+                Err(e) => e.into_response(),
+            }
         }
     }
 
     /// Checks the request and subscribes: everything that needs it.
-    async fn prepare<B>(&self, req: &Request<B>, list: &str) -> Result<Held, Error> {
+    async fn prepare<B>(
+        &self,
+        req: &Request<B>,
+        channels: Vec<ChannelName>,
+    ) -> Result<Held, Error> {
         let limits = &self.ctx.limits;
-        let channels = channels(list, limits)?;
         let query = Query::parse(req.uri().query());
         let start = query.start(limits)?;
         let hold = self.config.hold(&query)?;
@@ -65,34 +78,38 @@ impl LongPoll {
         Ok(Held { sub, hold, session })
     }
 
-    async fn hold(&self, held: Held) -> Response<Body> {
+    /// Waits. Not an async fn, which would keep `held` twice (as given and
+    /// as the body's bindings) in every held poll.
+    fn hold(&self, held: Held) -> impl Future<Output = Response<Body>> + Send + '_ {
         let Held {
             mut sub,
             hold,
             mut session,
         } = held;
-        let limits = &self.ctx.limits;
-        let batch = tokio::select! {
-            // Polled first: what is already retained answers at once, even
-            // while draining.
-            biased;
-            batch = sub.next(limits.max_messages) => {
-                session.reason("answered");
-                batch
-            }
-            () = self.ctx.shutdown.cancelled() => {
-                session.reason("server shutting down");
-                nothing(sub.cursor())
-            }
-            () = tokio::time::sleep(hold) => {
-                session.reason("hold ended");
-                nothing(sub.cursor())
-            }
-        };
-        let body = batch_json(&batch);
-        session.batch(&batch);
-        session.bytes(body.len());
-        json(StatusCode::OK, body)
+        async move {
+            let limits = &self.ctx.limits;
+            let batch = tokio::select! {
+                // Polled first: what is already retained answers at once,
+                // even while draining.
+                biased;
+                batch = sub.next(limits.max_messages) => {
+                    session.reason("answered");
+                    batch
+                }
+                () = self.ctx.shutdown.cancelled() => {
+                    session.reason("server shutting down");
+                    nothing(sub.cursor())
+                }
+                () = tokio::time::sleep(hold) => {
+                    session.reason("hold ended");
+                    nothing(sub.cursor())
+                }
+            };
+            let body = batch_json(&batch);
+            session.batch(&batch);
+            session.bytes(body.len());
+            json(StatusCode::OK, body)
+        }
     }
 }
 

@@ -29,6 +29,7 @@
 
 use std::{
     convert::Infallible,
+    future::poll_fn,
     io::{self, IoSlice, Write as _},
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, SystemTime},
@@ -43,7 +44,7 @@ use http_body::Body as _;
 use http_body_util::{BodyExt, Empty};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
-use tower::{ServiceExt, util::BoxCloneSyncService};
+use tower::{Service, util::BoxCloneSyncService};
 
 /// The service the lean path calls: the public service over bodiless
 /// requests.
@@ -98,11 +99,18 @@ pub(crate) async fn serve(stream: TcpStream, lean: &Lean, stop: &CancellationTok
     let stream = &port.stream;
     let mut buf = BytesMut::new();
     loop {
+        // Reading a head and writing a response are on the heap, each
+        // while it lasts: what a connection carries for its whole life is
+        // then the larger of the two, not both.
+        let head = Box::pin(tokio::time::timeout(
+            lean.header_read_timeout,
+            read_head(stream, &mut buf, lean),
+        ));
         let read = tokio::select! {
             () = stop.cancelled() => return Outcome::Closed,
-            r = tokio::time::timeout(lean.header_read_timeout, read_head(stream, &mut buf, lean)) => r,
+            r = head => r,
         };
-        let (mut req, close) = match read {
+        let (call, head_only, close) = match read {
             Err(_) | Ok(Head::Closed | Head::Partial) => return Outcome::Closed,
             Ok(Head::Other) => {
                 return match Arc::try_unwrap(port) {
@@ -119,15 +127,24 @@ pub(crate) async fn serve(stream: TcpStream, lean: &Lean, stop: &CancellationTok
                     // held.
                     buf = BytesMut::new();
                 }
-                (*req, close)
+                let mut req = *req;
+                let head_only = req.method() == Method::HEAD;
+                if !head_only {
+                    req.extensions_mut().insert(Direct(port.clone()));
+                }
+                // Called here rather than through `oneshot`, whose future
+                // keeps room for the request beside the service's: a held
+                // request waits in the service's future alone.
+                let mut service = lean.routes.service.clone();
+                match poll_fn(|cx| service.poll_ready(cx)).await {
+                    Ok(()) => {}
+                    Err(e) => match e {},
+                }
+                (service.call(req), head_only, close)
             }
         };
-        let head_only = req.method() == Method::HEAD;
-        if !head_only {
-            req.extensions_mut().insert(Direct(port.clone()));
-        }
         let res = tokio::select! {
-            res = lean.routes.service.clone().oneshot(req) => match res { Ok(r) => r, Err(e) => match e {} },
+            res = call => match res { Ok(r) => r, Err(e) => match e {} },
             () = gone(stream, &mut buf, lean.max_head) => return Outcome::Closed,
         };
         let out = Out {
@@ -135,10 +152,8 @@ pub(crate) async fn serve(stream: TcpStream, lean: &Lean, stop: &CancellationTok
             lean,
             stop,
         };
-        if out.respond(res, head_only, close, &mut buf).await.is_err()
-            || close
-            || stop.is_cancelled()
-        {
+        let respond = Box::pin(out.respond(res, head_only, close, &mut buf));
+        if respond.await.is_err() || close || stop.is_cancelled() {
             return Outcome::Closed;
         }
     }
@@ -389,20 +404,37 @@ impl Out<'_> {
     /// yet) and the response's last bytes wait a random part of the drain
     /// spread. Fails when the client has gone or took nothing for the send
     /// timeout.
-    async fn respond(
-        &self,
+    fn respond<'a>(
+        &'a self,
         res: Response<Body>,
         head_only: bool,
         close: bool,
-        pending: &mut BytesMut,
-    ) -> io::Result<()> {
-        let (parts, mut body) = res.into_parts();
+        pending: &'a mut BytesMut,
+    ) -> impl Future<Output = io::Result<()>> + 'a {
+        let (parts, body) = res.into_parts();
         let bodiless = head_only
             || parts.status.is_informational()
             || parts.status == StatusCode::NO_CONTENT
             || parts.status == StatusCode::NOT_MODIFIED;
         let length = body.size_hint().exact();
-        let head = |close| head(&parts, length, close, bodiless && !head_only);
+        // All of the head but what is known only when it goes out: a
+        // stream held for hours keeps these bytes, not the header map (an
+        // async fn would keep the response it was given, twice).
+        let start = head(&parts, length, bodiless && !head_only);
+        drop(parts);
+        self.write_response(start, body, bodiless, length, close, pending)
+    }
+
+    async fn write_response(
+        &self,
+        start: Vec<u8>,
+        mut body: Body,
+        bodiless: bool,
+        length: Option<u64>,
+        close: bool,
+        pending: &mut BytesMut,
+    ) -> io::Result<()> {
+        let head = |close| end_head(start, close);
         if bodiless {
             self.spread().await;
             return self.write(&head(close || self.stop.is_cancelled())).await;
@@ -423,9 +455,6 @@ impl Out<'_> {
             return self.write(&out).await;
         }
         let mut out = head(close || self.stop.is_cancelled());
-        // The head is written from here on: a stream held for hours does
-        // not keep its header map.
-        drop(parts);
         let mut first = body.frame().now_or_never();
         if first.is_none() {
             self.write(&out).await?;
@@ -491,14 +520,10 @@ impl Out<'_> {
     }
 }
 
-/// The response head. The framing headers are this path's own: whatever
-/// the service set for them is replaced.
-fn head(
-    parts: &http::response::Parts,
-    length: Option<u64>,
-    close: bool,
-    no_length: bool,
-) -> Vec<u8> {
+/// The response head but its last lines (see [`end_head`]). The framing
+/// headers are this path's own: whatever the service set for them is
+/// replaced.
+fn head(parts: &http::response::Parts, length: Option<u64>, no_length: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(parts.status.as_str().as_bytes());
@@ -524,6 +549,12 @@ fn head(
         }
         (false, None) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
+    out
+}
+
+/// Ends a head begun by [`head`] as it goes out: `connection: close` if
+/// the connection closes after the response, and the date.
+fn end_head(mut out: Vec<u8>, close: bool) -> Vec<u8> {
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }

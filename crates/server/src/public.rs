@@ -59,10 +59,9 @@ impl Public {
                 let n = list.len();
                 Box::pin(async move { self.poll.handle(&req, tail(&uri, n)).await })
             }
-            Ok(Route::LongPoll(list)) => {
-                let n = list.len();
-                Box::pin(async move { self.longpoll.handle(req, tail(&uri, n)).await })
-            }
+            // Its future owns the request, not a copy of the path: a held
+            // poll keeps what it needs only.
+            Ok(Route::LongPoll(list)) => Box::pin(self.longpoll.handle(req, list)),
             Ok(Route::Sse(list)) => {
                 let n = list.len();
                 Box::pin(async move { self.sse.handle(&req, tail(&uri, n)).await })

@@ -210,7 +210,8 @@ async fn connection(
     // On the heap, and only once hyper takes over: hyper's connection
     // state is several times what a connection held on the lean path
     // needs, and would otherwise be reserved in every one of them.
-    Box::pin(with_hyper(&shared, stream, prefix, peer, permit)).await;
+    let hyper = Box::pin(with_hyper(&shared, stream, prefix, peer, permit));
+    hyper.await;
 }
 
 /// Serves the rest of a connection with hyper, until it ends, the drain

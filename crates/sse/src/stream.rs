@@ -44,10 +44,8 @@ impl herald_bus::Outlet for Outlet {
         if sent == Sent::Nothing {
             return (0, sent);
         }
-        for &size in &run.sizes {
-            self.tally.delivered(size);
-        }
-        (run.sizes.len(), sent)
+        self.tally.delivered(run.count, run.bytes.len());
+        (run.count, sent)
     }
 }
 

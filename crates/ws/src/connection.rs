@@ -37,7 +37,7 @@ use herald_bus::{Batch, ChannelName, Subscription};
 use herald_http::{Code, Context, Error, Session, Transport, refusal};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
-    time::{Instant, MissedTickBehavior, interval_at, sleep_until, timeout},
+    time::{Instant, sleep_until, timeout},
 };
 use tokio_tungstenite::{
     WebSocketStream,
@@ -119,8 +119,6 @@ enum Event {
     Progress(u64),
     Stalled,
     Batch(Batch),
-    /// The session's grant ended, or its grace period did.
-    Auth(Due),
 }
 
 /// A connection's state between events.
@@ -213,28 +211,37 @@ where
 {
     /// Sends `greeting` (the `subscribed` frame of `/ws/{channels}`), serves
     /// the connection until it ends, then closes it.
-    async fn life(mut self, greeting: Option<Bytes>) {
-        let end = match greeting {
-            Some(g) => match self.reply(g) {
-                Ok(()) => self.run().await,
-                Err(end) => end,
-            },
-            None => self.run().await,
-        };
-        tracing::debug!(?end, "websocket connection ends");
-        end.record(&mut self.session);
-        Box::pin(self.finish(end)).await;
+    ///
+    /// An async block, not an async fn: an async fn stores its arguments
+    /// twice (as given, then as the body's bindings), and this future is
+    /// what every idle connection carries.
+    fn life(mut self, greeting: Option<Bytes>) -> impl Future<Output = ()> {
+        let greeted = greeting.map(|g| self.reply(g));
+        async move {
+            let end = match greeted {
+                Some(Err(end)) => end,
+                _ => self.run().await,
+            };
+            tracing::debug!(?end, "websocket connection ends");
+            end.record(&mut self.session);
+            // Boxed: closing needs room that an idle connection does not.
+            let finish = Box::pin(self.finish(end));
+            finish.await;
+        }
     }
 
+    /// Serves the connection until it ends. Every deadline (the next ping,
+    /// the pong awaited, the send deadline, the end of the grant) shares one
+    /// timer, set to the soonest of them: an idle connection carries one
+    /// timer, not four.
     async fn run(&mut self) -> End {
         let every = self.config.ping_interval;
-        let mut ping = interval_at(Instant::now() + every, every);
-        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let pong_due = sleep_until(Instant::now());
-        tokio::pin!(pong_due);
-        let stall = sleep_until(Instant::now());
-        tokio::pin!(stall);
-        let mut armed = None;
+        let mut ping_at = Instant::now() + every;
+        // Meaningful while a pong is awaited (`self.ping`).
+        let mut pong_at = ping_at;
+        let timer = sleep_until(ping_at);
+        tokio::pin!(timer);
+        let mut timer_at = ping_at;
         let shutdown = self.ctx.shutdown.clone();
         let limit = self.ctx.limits.max_messages;
         loop {
@@ -244,15 +251,36 @@ where
                 self.flushing = true;
                 self.arm();
             }
-            if armed != self.flush_since {
-                armed = self.flush_since;
-                if let Some(since) = armed {
-                    stall.as_mut().reset(since + self.config.send_timeout);
+            let due = self.access.due();
+            // The end of the grant goes ahead of the client's frames, so
+            // that a chatty client cannot put it off.
+            if let Some((at, what)) = due
+                && at <= Instant::now()
+            {
+                if let Err(end) = self.on_auth_due(what) {
+                    return end;
                 }
+                continue;
+            }
+            let stall_at = self
+                .flush_since
+                .map(|since| since + self.config.send_timeout);
+            let next = [
+                Some(ping_at),
+                self.ping.map(|_| pong_at),
+                stall_at,
+                due.map(|(at, _)| at),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(ping_at);
+            if next != timer_at {
+                timer.as_mut().reset(next);
+                timer_at = next;
             }
             let flushing = self.flushing;
             let reading = self.unflushed < WRITE_CAP;
-            let awaiting_pong = self.ping.is_some();
             let ws = &mut self.ws;
             let mark = self.written_mark;
             let socket = poll_fn(|cx| {
@@ -271,25 +299,27 @@ where
                     Poll::Pending
                 }
             });
-            let due = self.access.due();
-            let auth_due = async {
-                match due {
-                    Some((at, what)) => {
-                        sleep_until(at).await;
-                        what
-                    }
-                    None => std::future::pending().await,
-                }
-            };
             let paused = self.access.paused();
             let event = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => Event::Shutdown,
-                what = auth_due => Event::Auth(what),
                 e = socket => e,
-                () = &mut pong_due, if awaiting_pong => Event::PongOverdue,
-                () = &mut stall, if armed.is_some() => Event::Stalled,
-                _ = ping.tick() => Event::PingDue,
+                () = &mut timer => {
+                    let now = Instant::now();
+                    if self.ping.is_some() && pong_at <= now {
+                        Event::PongOverdue
+                    } else if stall_at.is_some_and(|at| at <= now) {
+                        Event::Stalled
+                    } else if ping_at <= now {
+                        // Late pings are not caught up: the next is a
+                        // whole interval after this one.
+                        ping_at = now + every;
+                        Event::PingDue
+                    } else {
+                        // The grant's end: handled at the top.
+                        continue;
+                    }
+                }
                 b = self.sub.next(limit), if !flushing && !paused => Event::Batch(b),
             };
             let step = match event {
@@ -301,11 +331,9 @@ where
                     Ok(())
                 }
                 Event::Stalled => self.check_progress(),
-                Event::PingDue if awaiting_pong => Ok(()),
+                Event::PingDue if self.ping.is_some() => Ok(()),
                 Event::PingDue => {
-                    pong_due
-                        .as_mut()
-                        .reset(Instant::now() + self.config.ping_timeout);
+                    pong_at = Instant::now() + self.config.ping_timeout;
                     let payload = self.next_ping();
                     self.ping = Some(payload);
                     self.send(WsMessage::Ping(Bytes::copy_from_slice(&payload)))
@@ -333,20 +361,25 @@ where
                     Box::pin(self.on_message(m)).await
                 }
                 Event::Batch(batch) => self.deliver(batch),
-                Event::Auth(Due::Expired) => {
-                    // Paused: nothing more is delivered, by this task or by
-                    // the publishing one, until a fresh token comes.
-                    self.sub.detach();
-                    self.access.expire(self.ctx.auth.refresh_grace());
-                    self.reply(frame::expired())
-                }
-                Event::Auth(Due::GraceOver) => {
-                    Err(End::Close(CloseCode::from(EXPIRED_CLOSE), "token expired"))
-                }
             };
             if let Err(end) = step {
                 return end;
             }
+        }
+    }
+
+    /// The grant ended (pause, waiting for a fresh token), or the grace
+    /// period after it did (close).
+    fn on_auth_due(&mut self, what: Due) -> Result<(), End> {
+        match what {
+            Due::Expired => {
+                // Paused: nothing more is delivered, by this task or by the
+                // publishing one, until a fresh token comes.
+                self.sub.detach();
+                self.access.expire(self.ctx.auth.refresh_grace());
+                self.reply(frame::expired())
+            }
+            Due::GraceOver => Err(End::Close(CloseCode::from(EXPIRED_CLOSE), "token expired")),
         }
     }
 

@@ -164,8 +164,7 @@ impl<S: AsyncWrite + Unpin + Send + 'static> Outlet for Direct<S> {
 
     /// The frames of a run of messages, in one write.
     fn send_many(&self, messages: &[Arc<Message>]) -> (usize, Sent) {
-        let Run { bytes, sizes } = Run::of(messages, frame::wire);
-        let count = sizes.len();
+        let Run { bytes, count } = Run::of(messages, frame::wire);
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if !inner.rest.is_empty() {
             return (0, Sent::Nothing);
@@ -182,9 +181,7 @@ impl<S: AsyncWrite + Unpin + Send + 'static> Outlet for Direct<S> {
             _ => return (0, Sent::Nothing),
         };
         inner.written += n as u64;
-        for size in sizes {
-            self.tally.delivered(size);
-        }
+        self.tally.delivered(count, bytes.len());
         if n < bytes.len() {
             inner.rest = bytes.slice(n..);
             return (count, Sent::Part);

@@ -121,7 +121,7 @@ impl Ws {
         // What the connection starts with waits on the heap while the
         // upgrade completes: a task's captures stay in its state for its
         // whole life, moved out or not.
-        let start = Box::new((sub, greeting, ctx, config, access));
+        let start = Box::new((sub, greeting, ctx, config, access, ws_config));
         let fut = async move {
             let upgraded = match on_upgrade.await {
                 Ok(u) => u,
@@ -130,13 +130,18 @@ impl Ws {
                     return;
                 }
             };
+            // Out of the box in a block of its own, so that the box is
+            // freed now rather than when the task ends.
+            let (sub, greeting, ctx, config, access, ws_config) = {
+                let start = start;
+                *start
+            };
             let ws = WebSocketStream::from_raw_socket(
                 Port::new(TokioIo::new(upgraded)),
                 Role::Server,
                 Some(ws_config),
             )
             .await;
-            let (sub, greeting, ctx, config, access) = *start;
             connection::serve(ws, sub, greeting, ctx, config, access).await;
             drop(permit);
         };
