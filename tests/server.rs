@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use herald_testkit::{Binary, Server, client};
+use herald_testkit::{Binary, Server, client, data, sse::Sse, ws};
 use serde_json::Value;
 
 #[test]
@@ -168,6 +168,38 @@ async fn sigterm_exits_cleanly_and_promptly() {
         "exit status 0 after SIGTERM"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// Pinned to one core, the binary runs everything on one thread (no
+/// worker thread beside it): every transport must still be served, and
+/// the publishing side's one pass must still reach the sockets.
+#[tokio::test]
+async fn on_one_core_every_transport_is_served_from_one_thread() {
+    let Some(s) = Binary::start_on_one_core(&[]) else {
+        return;
+    };
+    assert!(
+        s.startup
+            .iter()
+            .any(|l| l.contains("one thread (one core available)")),
+        "{:#?}",
+        s.startup
+    );
+    let c = client();
+    let since = s.cursor_now("one").await;
+    let mut sse = Sse::open(&c, &s.url("/sse/one"), None).await;
+    let mut ws = ws::connect(&s, "/ws/one").await;
+    assert_eq!(ws::next(&mut ws).await["type"], "subscribed");
+    let held = {
+        let s = s.url(&format!("/longpoll/one?since={since}&timeout=10"));
+        tokio::spawn(async move { herald_testkit::get_json(&s).await })
+    };
+    s.wait_subscribers("one", 3, Duration::from_secs(5)).await;
+    s.publish("one", "hello").await;
+    assert_eq!(sse.event().await.data(), "hello");
+    assert_eq!(ws::next(&mut ws).await["data"], "hello");
+    assert_eq!(data(&held.await.unwrap()), ["hello"]);
+    assert_eq!(data(&s.poll("one", Some(&since)).await), ["hello"]);
 }
 
 #[tokio::test]

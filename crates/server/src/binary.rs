@@ -27,11 +27,25 @@ pub fn main() -> ExitCode {
         Ok(n) => tracing::info!(limit = n, "open-file limit raised to the hard limit"),
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+    // On one core, one thread: the multi-threaded runtime would add a
+    // worker thread beside this one, and with a second thread sharing the
+    // file table every socket system call takes and drops a reference on
+    // its file (the kernel's fast path is for single-threaded processes),
+    // while its scheduler pays for work stealing that cannot happen.
+    let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let mut builder = match one_core {
+        true => tokio::runtime::Builder::new_current_thread(),
+        false => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
+        Ok(rt) => {
+            let threads = match one_core {
+                true => "one thread (one core available)",
+                false => "one worker thread per core",
+            };
+            tracing::info!(threads, "runtime started");
+            rt
+        }
         Err(e) => {
             eprintln!("herald: cannot start the runtime: {e}");
             return ExitCode::FAILURE;

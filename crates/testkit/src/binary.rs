@@ -67,7 +67,30 @@ impl Binary {
     /// Starts herald with extra arguments and environment variables, and
     /// waits (bounded) for it to report its listeners in its log.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Binary {
-        let mut cmd = Command::new(Self::program());
+        Self::launch(Command::new(Self::program()), args, env)
+    }
+
+    /// Starts herald as [`start`](Binary::start) does, allowed one CPU
+    /// (the first of the test's own) by `taskset`, as a deployment pinned
+    /// to one core is. `None` when `taskset` is missing (the test skips,
+    /// or fails in CI).
+    pub fn start_on_one_core(args: &[&str]) -> Option<Binary> {
+        let taskset = crate::programs::need("taskset")?;
+        let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+        let cpu = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .and_then(|list| list.trim().split([',', '-']).next())
+            .expect("the test's allowed CPUs")
+            .to_owned();
+        let mut cmd = Command::new(taskset);
+        cmd.args(["-c", &cpu]).arg(Self::program());
+        Some(Self::launch(cmd, args, &[]))
+    }
+
+    /// Runs `cmd` (herald, or a program that runs it) with herald's
+    /// arguments, and waits for the listeners.
+    fn launch(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Binary {
         cmd.args([
             "--public-addr",
             "127.0.0.1:0",
