@@ -334,15 +334,35 @@ async fn cors_applies_on_held_routes() {
 }
 
 /// A stream that waits caught up is written to by the publishing task
-/// itself, one chunk per event (docs/architecture.md, "The path of one
-/// message"); when the socket fills, the stream's own task takes over, in
-/// the middle of a chunk if need be, and hands back once caught up. A
+/// itself, one chunk per run of events (docs/architecture.md, "The path of
+/// one message"); when the socket fills, the stream's own task takes over,
+/// in the middle of a chunk if need be, and hands back once caught up. A
 /// client with a small receive buffer that reads slowly sees valid chunked
-/// framing and every event once, whole and in order.
+/// framing and every event once, whole and in order: with large events
+/// (chunks written from their pieces) ...
 #[tokio::test]
 async fn a_slow_stream_fed_by_the_publisher_keeps_its_framing_and_order() {
-    const N: usize = 2000;
-    let s = Server::start(&["--history-messages", "2000", "--history-bytes", "33554432"]).await;
+    slow_stream(2000, 4000).await;
+}
+
+/// ... and with small ones, whose chunks the publishing task copies into
+/// one buffer before writing.
+#[tokio::test]
+async fn a_slow_stream_of_small_events_keeps_its_framing_and_order() {
+    slow_stream(30000, 100).await;
+}
+
+/// `n` events of about `size` bytes, published in batches of ten while the
+/// client does not read for half a second, then read slowly.
+async fn slow_stream(n: usize, size: usize) {
+    let history = n.to_string();
+    let s = Server::start(&[
+        "--history-messages",
+        &history,
+        "--history-bytes",
+        "33554432",
+    ])
+    .await;
     s.publish("burst", "first").await;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
@@ -350,12 +370,12 @@ async fn a_slow_stream_fed_by_the_publisher_keeps_its_framing_and_order() {
     send(&mut conn, &get("/sse/burst?last=1")).await;
     let (status, _) = timeout(WITHIN, read_head(&mut conn)).await.unwrap();
     assert_eq!(status, 200);
-    let pad = "x".repeat(4000);
+    let pad = "x".repeat(size);
     let publisher = {
         let s: herald_testkit::Endpoints = *s;
         let pad = pad.clone();
         tokio::spawn(async move {
-            for batch in 0..N / 10 {
+            for batch in 0..n / 10 {
                 let messages = (batch * 10..batch * 10 + 10)
                     .map(|i| serde_json::json!({"channel": "burst", "data": format!("{i} {pad}")}))
                     .collect();
@@ -367,8 +387,8 @@ async fn a_slow_stream_fed_by_the_publisher_keeps_its_framing_and_order() {
     // published before the client starts reading.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut text = String::new();
-    let mut seen = Vec::with_capacity(N);
-    while seen.len() < N {
+    let mut seen = Vec::with_capacity(n);
+    while seen.len() < n {
         let chunk = timeout(WITHIN, read_chunk(&mut conn))
             .await
             .expect("a chunk")
@@ -382,15 +402,15 @@ async fn a_slow_stream_fed_by_the_publisher_keeps_its_framing_and_order() {
             if data == "first" {
                 continue;
             }
-            let (n, rest) = data.split_once(' ').expect("an event of the burst");
-            assert_eq!(rest, pad, "event {n} arrived whole");
-            seen.push(n.parse::<usize>().unwrap());
+            let (i, rest) = data.split_once(' ').expect("an event of the burst");
+            assert_eq!(rest, pad, "event {i} arrived whole");
+            seen.push(i.parse::<usize>().unwrap());
         }
     }
     publisher.await.unwrap();
     assert_eq!(
         seen,
-        (0..N).collect::<Vec<_>>(),
+        (0..n).collect::<Vec<_>>(),
         "every event once, in order"
     );
 }
