@@ -733,12 +733,18 @@ mod tests {
     }
 
     async fn harness_with(ctx: Context, config: Config, pipe: usize) -> Harness {
+        harness_granted(ctx, config, pipe, no_access()).await
+    }
+
+    /// As [`harness_with`], for a connection whose credentials were granted
+    /// `access`.
+    async fn harness_granted(ctx: Context, config: Config, pipe: usize, access: Access) -> Harness {
         let (bus, shutdown) = (ctx.bus.clone(), ctx.shutdown.clone());
         let (a, b) = tokio::io::duplex(pipe);
         let server = WebSocketStream::from_raw_socket(Port::new(a), Role::Server, None).await;
         let client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
         let sub = bus.empty_subscription();
-        let task = tokio::spawn(serve(server, sub, None, ctx, Arc::new(config), no_access()));
+        let task = tokio::spawn(serve(server, sub, None, ctx, Arc::new(config), access));
         Harness {
             client,
             bus,
@@ -1088,6 +1094,41 @@ mod tests {
         assert_eq!(next_json(&mut h.client).await["code"], "rate_limited");
         assert_eq!(next_json(&mut h.client).await["code"], "rate_limited");
         assert_eq!(close_code(&mut h.client).await, 1008);
+    }
+
+    /// The end of the grant goes ahead of the client's frames: a client
+    /// that keeps its socket busy cannot put it off.
+    #[tokio::test(start_paused = true)]
+    async fn a_chatty_client_does_not_put_off_the_end_of_its_grant() {
+        let grant = herald_auth::Grant {
+            sub: None,
+            expires_at: Some(std::time::SystemTime::now() + Duration::from_secs(10)),
+        };
+        let access = Access::new(Default::default(), &grant);
+        let mut h = harness_granted(context(10), Config::default(), 1 << 16, access).await;
+        // Frames waiting in the pipe, each answered with a pong, when the
+        // server next runs, and the grant over by then.
+        for _ in 0..50 {
+            h.client
+                .feed(WsMessage::text(r#"{"type":"ping"}"#))
+                .await
+                .unwrap();
+        }
+        h.client.flush().await.unwrap();
+        tokio::time::advance(Duration::from_secs(11)).await;
+        let mut pongs = 0;
+        loop {
+            let v = next_json(&mut h.client).await;
+            if v["type"] == "expired" {
+                break;
+            }
+            assert_eq!(v["type"], "pong");
+            pongs += 1;
+        }
+        assert_eq!(
+            pongs, 0,
+            "`expired` comes before the answers to waiting frames"
+        );
     }
 
     #[tokio::test(start_paused = true)]
