@@ -185,6 +185,11 @@ async fn on_one_core_every_transport_is_served_from_one_thread() {
         "{:#?}",
         s.startup
     );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();
+    assert!(
+        status.lines().any(|l| l == "Threads:\t1"),
+        "a single thread: {status}"
+    );
     let c = client();
     let since = s.cursor_now("one").await;
     let mut sse = Sse::open(&c, &s.url("/sse/one"), None).await;

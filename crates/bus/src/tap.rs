@@ -446,6 +446,40 @@ mod tests {
         (bus, outlet, sub)
     }
 
+    /// A message of `size` payload bytes, with id `id`.
+    fn sized(id: u64, size: usize) -> Arc<Message> {
+        let draft = Draft {
+            channel: c(),
+            event: None,
+            payload: Payload::text("x".repeat(size)).unwrap(),
+        };
+        Arc::new(Message::new(draft, id, 0, 1))
+    }
+
+    /// The payload, as an encoding that shares its bytes.
+    fn payload(m: &Message) -> Bytes {
+        Bytes::copy_from_slice(m.payload.as_str().as_bytes())
+    }
+
+    #[test]
+    fn a_run_of_one_message_is_its_own_bytes_and_several_fill_at_most_the_limit() {
+        assert_eq!(Run::of(&[], payload).count, 0);
+        // One message: its encoding itself, not a copy.
+        let one = sized(1, 10);
+        let shared = Bytes::from_static(b"shared");
+        let run = Run::of(std::slice::from_ref(&one), |_| shared.clone());
+        assert_eq!((run.count, run.bytes.as_ptr()), (1, shared.as_ptr()));
+        // Four quarters fill the limit exactly; a fifth waits for the next.
+        let quarter = Run::LIMIT / 4;
+        let five: Vec<_> = (1..=5).map(|id| sized(id, quarter)).collect();
+        let run = Run::of(&five, payload);
+        assert_eq!((run.count, run.bytes.len()), (4, Run::LIMIT));
+        // A first message over the limit still goes, alone.
+        let big = [sized(1, Run::LIMIT + 1), sized(2, 1)];
+        let run = Run::of(&big, payload);
+        assert_eq!((run.count, run.bytes.len()), (1, Run::LIMIT + 1));
+    }
+
     /// Lets the channel's pass (a task of its own) run.
     async fn settle() {
         for _ in 0..4 {

@@ -245,8 +245,9 @@ pub struct Tally {
 
 impl Tally {
     /// `messages` messages of `bytes` bytes in all were handed to the
-    /// socket. Called by one thread at a time (a tap's outlet is), so the
-    /// session's own counts are plain loads and stores, not locked adds.
+    /// socket. Must not be called for one tally from two threads at once
+    /// (a tap's lock ensures it for its outlet): the session's own counts
+    /// are plain loads and stores, not locked adds, and would lose counts.
     pub fn delivered(&self, messages: usize, bytes: usize) {
         let add =
             |count: &AtomicU64, n: usize| count.store(count.load(Relaxed) + n as u64, Relaxed);

@@ -100,15 +100,15 @@ pub(crate) async fn serve(stream: TcpStream, lean: &Lean, stop: &CancellationTok
     let mut buf = BytesMut::new();
     loop {
         // Reading a head and writing a response are on the heap, each
-        // while it lasts: what a connection carries for its whole life is
-        // then the larger of the two, not both.
-        let head = Box::pin(tokio::time::timeout(
+        // while it lasts, so that a request waiting in the service (a held
+        // long poll) carries the room of neither.
+        let reading = Box::pin(tokio::time::timeout(
             lean.header_read_timeout,
             read_head(stream, &mut buf, lean),
         ));
         let read = tokio::select! {
             () = stop.cancelled() => return Outcome::Closed,
-            r = head => r,
+            r = reading => r,
         };
         let (call, head_only, close) = match read {
             Err(_) | Ok(Head::Closed | Head::Partial) => return Outcome::Closed,
@@ -413,15 +413,9 @@ struct Out<'a> {
 }
 
 impl Out<'_> {
-    /// Writes `res`: the head, then the body with its length when it is
-    /// known (one write for head and body), chunked when it is a stream
-    /// (the head goes out with the first frame if that one is ready, then
-    /// one write per frame). At most one frame is held at a time: the next
-    /// is pulled from the body only once the socket took the last. During
-    /// a drain the head says `connection: close` (when it has not gone out
-    /// yet) and the response's last bytes wait a random part of the drain
-    /// spread. Fails when the client has gone or took nothing for the send
-    /// timeout.
+    /// Writes `res` (see [`Out::write_response`]). Not an async fn: the
+    /// future keeps the head's bytes and the body, not the response it was
+    /// given (an async fn would keep it twice) nor its header map.
     fn respond<'a>(
         &'a self,
         res: Response<Body>,
@@ -435,14 +429,21 @@ impl Out<'_> {
             || parts.status == StatusCode::NO_CONTENT
             || parts.status == StatusCode::NOT_MODIFIED;
         let length = body.size_hint().exact();
-        // All of the head but what is known only when it goes out: a
-        // stream held for hours keeps these bytes, not the header map (an
-        // async fn would keep the response it was given, twice).
-        let start = head(&parts, length, bodiless && !head_only);
+        // All of the head but what is known only when it goes out.
+        let start = begin_head(&parts, length, bodiless && !head_only);
         drop(parts);
         self.write_response(start, body, bodiless, length, close, pending)
     }
 
+    /// Writes a response whose head `start` begins: the head, then the
+    /// body with its length when it is known (one write for head and body),
+    /// chunked when it is a stream (the head goes out with the first frame
+    /// if that one is ready, then one write per frame). At most one frame
+    /// is held at a time: the next is pulled from the body only once the
+    /// socket took the last. During a drain the head says `connection:
+    /// close` (when it has not gone out yet) and the response's last bytes
+    /// wait a random part of the drain spread. Fails when the client has
+    /// gone or took nothing for the send timeout.
     async fn write_response(
         &self,
         start: Vec<u8>,
@@ -541,7 +542,7 @@ impl Out<'_> {
 /// The response head but its last lines (see [`end_head`]). The framing
 /// headers are this path's own: whatever the service set for them is
 /// replaced.
-fn head(parts: &http::response::Parts, length: Option<u64>, no_length: bool) -> Vec<u8> {
+fn begin_head(parts: &http::response::Parts, length: Option<u64>, no_length: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(parts.status.as_str().as_bytes());
@@ -570,7 +571,7 @@ fn head(parts: &http::response::Parts, length: Option<u64>, no_length: bool) -> 
     out
 }
 
-/// Ends a head begun by [`head`] as it goes out: `connection: close` if
+/// Ends a head begun by [`begin_head`] as it goes out: `connection: close` if
 /// the connection closes after the response, and the date.
 fn end_head(mut out: Vec<u8>, close: bool) -> Vec<u8> {
     if close {

@@ -59,8 +59,8 @@ impl Public {
                 let n = list.len();
                 Box::pin(async move { self.poll.handle(&req, tail(&uri, n)).await })
             }
-            // Its future owns the request, not a copy of the path: a held
-            // poll keeps what it needs only.
+            // The transport takes the request and lets go of it when the
+            // hold begins; no copy of the path is kept.
             Ok(Route::LongPoll(list)) => Box::pin(self.longpoll.handle(req, list)),
             Ok(Route::Sse(list)) => {
                 let n = list.len();

@@ -27,7 +27,8 @@ pub(crate) struct Access {
     grace_until: Option<Instant>,
 }
 
-/// What the session's timer means when it fires.
+/// What the end of the grant, or of the grace period after it, means when
+/// it comes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Due {
     /// The grant ended: say `expired`, pause delivery, start the grace.

@@ -1,6 +1,9 @@
 //! One upgraded WebSocket connection: a single task that selects on the
-//! client's frames, the connection's subscription, the ping timer and the
-//! server's shutdown signal, and that ends with a close frame.
+//! client's frames, the connection's subscription, one timer and the
+//! server's shutdown signal, and that ends with a close frame. The timer
+//! serves every deadline (the next ping, the pong awaited, the send
+//! deadline, the end of the grant), set to the soonest; the end of the
+//! grant is handled ahead of the client's frames.
 //!
 //! The connection keeps no queue of its own (the bus owns order and replay):
 //! it reads the next batch from its [`Subscription`] only once everything
@@ -253,9 +256,11 @@ where
             }
             let due = self.access.due();
             // The end of the grant goes ahead of the client's frames, so
-            // that a chatty client cannot put it off.
+            // that a chatty client cannot put it off (and behind shutdown,
+            // which closes with 1001 whatever else is due).
             if let Some((at, what)) = due
                 && at <= Instant::now()
+                && !shutdown.is_cancelled()
             {
                 if let Err(end) = self.on_auth_due(what) {
                     return end;
@@ -357,8 +362,10 @@ where
                 Event::Read(Some(Ok(m))) => {
                     // On the heap: a client frame may start an engine read
                     // or an authorization call, whose state every idle
-                    // connection would otherwise carry.
-                    Box::pin(self.on_message(m)).await
+                    // connection would otherwise carry (boxed in a `let`:
+                    // a temporary of the await's statement would not be).
+                    let handled = Box::pin(self.on_message(m));
+                    handled.await
                 }
                 Event::Batch(batch) => self.deliver(batch),
             };
@@ -1096,16 +1103,20 @@ mod tests {
         assert_eq!(close_code(&mut h.client).await, 1008);
     }
 
+    /// What a grant of `secs` seconds allows.
+    fn granted(secs: u64) -> Access {
+        let grant = herald_auth::Grant {
+            sub: None,
+            expires_at: Some(std::time::SystemTime::now() + Duration::from_secs(secs)),
+        };
+        Access::new(Default::default(), &grant)
+    }
+
     /// The end of the grant goes ahead of the client's frames: a client
     /// that keeps its socket busy cannot put it off.
     #[tokio::test(start_paused = true)]
     async fn a_chatty_client_does_not_put_off_the_end_of_its_grant() {
-        let grant = herald_auth::Grant {
-            sub: None,
-            expires_at: Some(std::time::SystemTime::now() + Duration::from_secs(10)),
-        };
-        let access = Access::new(Default::default(), &grant);
-        let mut h = harness_granted(context(10), Config::default(), 1 << 16, access).await;
+        let mut h = harness_granted(context(10), Config::default(), 1 << 16, granted(10)).await;
         // Frames waiting in the pipe, each answered with a pong, when the
         // server next runs, and the grant over by then.
         for _ in 0..50 {
@@ -1129,6 +1140,19 @@ mod tests {
             pongs, 0,
             "`expired` comes before the answers to waiting frames"
         );
+    }
+
+    /// A drain that starts as the grant ends closes with 1001, the drain's
+    /// code, without `expired` first.
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_goes_ahead_of_the_end_of_the_grant() {
+        let mut h = harness_granted(context(10), Config::default(), 1 << 16, granted(10)).await;
+        h.shutdown.cancel();
+        tokio::time::advance(Duration::from_secs(11)).await;
+        match h.client.next().await.expect("a frame").unwrap() {
+            WsMessage::Close(Some(f)) => assert_eq!(u16::from(f.code), 1001),
+            other => panic!("{other:?} before the close"),
+        }
     }
 
     #[tokio::test(start_paused = true)]
