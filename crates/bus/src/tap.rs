@@ -62,15 +62,21 @@ pub trait Outlet: Send + Sync + 'static {
     /// them went whole. An outlet that can write several frames in one
     /// system call should; the default sends them one by one.
     fn send_many(&self, messages: &[Arc<Message>]) -> (usize, Sent) {
-        for (i, m) in messages.iter().enumerate() {
-            match self.send(m) {
-                Sent::All => {}
-                Sent::Part => return (i + 1, Sent::Part),
-                Sent::Nothing => return (i, Sent::Nothing),
-            }
-        }
-        (messages.len(), Sent::All)
+        one_by_one(self, messages)
     }
+}
+
+/// [`Outlet::send_many`] made of [`Outlet::send`]s: until one is not
+/// taken whole.
+fn one_by_one<O: Outlet + ?Sized>(outlet: &O, messages: &[Arc<Message>]) -> (usize, Sent) {
+    for (i, m) in messages.iter().enumerate() {
+        match outlet.send(m) {
+            Sent::All => {}
+            Sent::Part => return (i + 1, Sent::Part),
+            Sent::Nothing => return (i, Sent::Nothing),
+        }
+    }
+    (messages.len(), Sent::All)
 }
 
 /// What an outlet writes at once: the encodings of the first messages of a
@@ -397,14 +403,7 @@ mod tests {
     impl Outlet for Recorder {
         fn send_many(&self, messages: &[Arc<Message>]) -> (usize, Sent) {
             self.runs.lock().unwrap().push(messages.len());
-            for (i, m) in messages.iter().enumerate() {
-                match self.send(m) {
-                    Sent::All => {}
-                    Sent::Part => return (i + 1, Sent::Part),
-                    Sent::Nothing => return (i, Sent::Nothing),
-                }
-            }
-            (messages.len(), Sent::All)
+            one_by_one(self, messages)
         }
 
         fn send(&self, m: &Arc<Message>) -> Sent {

@@ -441,6 +441,20 @@ fn subscribed_instances(redis: &RedisServer) -> usize {
         .count()
 }
 
+/// Subscribes `bus`, the only instance with subscribers, to `channel`
+/// and waits until its pub/sub connection has subscribed on Redis.
+async fn subscribed(redis: &RedisServer, bus: &Bus, channel: &ChannelName) -> Subscription {
+    let sub = bus
+        .subscribe(std::slice::from_ref(channel), &Start::Now)
+        .await
+        .unwrap();
+    wait_until("the instance subscribed", || {
+        subscribed_instances(redis) == 1
+    })
+    .await;
+    sub
+}
+
 /// An engine that checks Redis only once a minute, so that the monitor's
 /// own script calls stay out of a count.
 async fn quiet_engine(redis: &RedisServer) -> RedisEngine {
@@ -507,14 +521,7 @@ async fn subscribers_on_the_publishing_instance_never_read_redis() {
     let Some(redis) = redis() else { return };
     let bus = Bus::new(quiet_engine(&redis).await);
     let c = ch("c");
-    let mut sub = bus
-        .subscribe(std::slice::from_ref(&c), &Start::Now)
-        .await
-        .unwrap();
-    wait_until("the instance subscribed", || {
-        subscribed_instances(&redis) == 1
-    })
-    .await;
+    let mut sub = subscribed(&redis, &bus, &c).await;
     publish(&bus, &c, "first").await;
     assert_eq!(data(&collect(&mut sub, 1).await), ["first"]);
 
@@ -623,14 +630,7 @@ async fn a_subscribed_pub_sub_connection_survives_its_pings() {
     let Some(redis) = redis() else { return };
     let bus = bus(&redis, default_bounds()).await;
     let c = ch("c");
-    let _sub = bus
-        .subscribe(std::slice::from_ref(&c), &Start::Now)
-        .await
-        .unwrap();
-    wait_until("the instance subscribed", || {
-        subscribed_instances(&redis) == 1
-    })
-    .await;
+    let _sub = subscribed(&redis, &bus, &c).await;
     // Connections Redis accepted so far (each of these questions is one).
     let connections = || -> u64 {
         redis.command(&["INFO", "stats"])[0]
